@@ -1,0 +1,18 @@
+//! Recap's server as a library: the binary and the tests start it through [`Application`].
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod ops;
+pub mod redis;
+pub mod secret;
+pub mod state;
+pub mod telemetry;
+pub mod time;
+
+pub use app::{Application, openapi};
+pub use config::Settings;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,27 @@
+//! What every handler can reach.
+
+use std::{sync::Arc, time::Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Settings, db::Db, http::rate_limit::Policy, redis::RedisHandle};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub redis: Option<Arc<RedisHandle>>,
+    pub global_rate_limit: Arc<Policy>,
+    pub started_at: Instant,
+    /// Read (or created) once the schema exists; see `/api/v1/status`.
+    pub instance_id: Arc<tokio::sync::OnceCell<String>>,
+    /// Cancelled on shutdown; long-lived tasks (streams, workers) watch it.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// A per-route rate-limit policy sharing this instance's counter store (memory or Redis).
+    pub fn rate_limit_policy(&self, name: &'static str, limit: u32, period: std::time::Duration) -> Arc<Policy> {
+        Policy::new(name, limit, period, self.redis.clone())
+    }
+}

@@ -1,0 +1,208 @@
+//! The `recap` binary: parses the command line and calls the libraries. Nothing else lives here.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use recap_server::{
+    Application, Settings,
+    db::{Db, migrate},
+    ops::openapi::route_table,
+};
+
+#[derive(Parser)]
+#[command(name = "recap", version, about = "Recap: a self-hosted backend for engineering teams' Git activity")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the HTTP server (applies pending migrations unless RECAP_AUTO_MIGRATE=false)
+    Serve(ServeArgs),
+    /// Manage the database schema
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Print the route table: method, path and summary of every route
+    Routes {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the OpenAPI document
+    Openapi,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on [env: HOST] [default: 127.0.0.1]
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on, 0 for any free port [env: PORT] [default: 8000]
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Apply every pending migration
+    Upgrade,
+    /// Revert the newest migrations
+    Downgrade {
+        /// How many migrations to revert
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        steps: u32,
+    },
+    /// Print the newest applied migration
+    Current,
+    /// List every migration and when it was applied
+    History,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            }
+            // One line, as a shell user expects; `--help` has the rest.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: invalid arguments");
+            eprintln!("{first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", recap_server::openapi().to_pretty_json()?);
+            Ok(())
+        }
+        Command::Routes { json } => {
+            let rows = route_table(&recap_server::openapi());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let width = rows.iter().map(|r| r.path.len()).max().unwrap_or(0);
+                for r in rows {
+                    println!("{:<7} {:<width$}  {}", r.method, r.path, r.summary);
+                }
+            }
+            Ok(())
+        }
+        Command::Serve(args) => serve(args).await,
+        Command::Db(command) => db(command).await,
+    }
+}
+
+fn settings() -> anyhow::Result<Settings> {
+    let settings = Settings::from_env()?;
+    recap_server::telemetry::init(&settings);
+    Ok(settings)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut settings = settings()?;
+    if let Some(host) = args.host {
+        settings.host = host;
+    }
+    if let Some(port) = args.port {
+        settings.port = port;
+    }
+    let app = Application::build(settings).await?;
+    let token = app.shutdown_token();
+    tracing::info!(address = %app.local_addr(), engine = app.state().db.engine().as_str(), "recap is listening");
+    // Printed for scripts and tests that start the server on port 0.
+    println!("listening on http://{}", app.local_addr());
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        token.cancel();
+    });
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
+
+async fn db(command: DbCommand) -> anyhow::Result<()> {
+    let settings = settings()?;
+    let db = Db::connect(&settings).await?;
+    match command {
+        DbCommand::Upgrade => {
+            let applied = migrate::upgrade(&db).await?;
+            if applied.is_empty() {
+                println!("already up to date");
+            }
+            for v in applied {
+                println!("applied {v}");
+            }
+        }
+        DbCommand::Downgrade { steps } => {
+            let reverted = migrate::downgrade(&db, steps as usize).await?;
+            if reverted.is_empty() {
+                println!("nothing to revert");
+            }
+            for v in reverted {
+                println!("reverted {v}");
+            }
+        }
+        DbCommand::Current => match migrate::current(&db).await? {
+            Some(v) => {
+                let description = migrate::history(&db)
+                    .await?
+                    .into_iter()
+                    .find(|m| m.version == v)
+                    .map(|m| m.description)
+                    .unwrap_or_default();
+                println!("{v} {description}");
+            }
+            None => println!("none (no migration applied)"),
+        },
+        DbCommand::History => {
+            for m in migrate::history(&db).await.context("could not read the migration history")? {
+                let at = m.applied_at.unwrap_or_else(|| "pending".into());
+                println!("{} {:<20} {}", m.version, at, m.description);
+            }
+        }
+    }
+    db.close().await;
+    Ok(())
+}
