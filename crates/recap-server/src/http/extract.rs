@@ -172,10 +172,13 @@ mod tests {
 
     #[test]
     fn wrong_type_points_at_the_field() {
-        let e = detail(br#"{"name": "x", "commits": [{"additions": 1}, {"additions": -3}]}"#);
+        let e = detail(br#"{"name": "x", "commits": [{"additions": 1}, {"additions": "3"}]}"#);
         assert_eq!(e.loc, vec![Value::from("body"), "commits".into(), 1.into(), "additions".into()]);
         assert_eq!(e.kind, "type_error");
         assert!(!e.msg.contains("line"), "{}", e.msg);
+        // The right type with an impossible value is a value error.
+        let e = detail(br#"{"name": "x", "commits": [{"additions": -3}]}"#);
+        assert_eq!(e.kind, "value_error");
     }
 
     #[test]
@@ -187,10 +190,12 @@ mod tests {
 
     #[test]
     fn malformed_json_reports_the_byte_offset() {
-        let e = detail(b"{\"name\": \"x\",\n \"commits\": [}");
+        let body = b"{\"name\": \"x\",\n \"commits\": [}";
+        let e = detail(body);
         assert_eq!(e.kind, "json_invalid");
-        assert_eq!(e.loc, vec![Value::from("body"), 26.into()]);
-        assert_eq!(detail(b"{} extra").kind, "json_invalid");
+        let bad_byte = body.iter().position(|b| *b == b'}').unwrap();
+        assert_eq!(e.loc, vec![Value::from("body"), bad_byte.into()]);
+        assert_eq!(detail(br#"{"name": "x", "commits": []} extra"#).kind, "json_invalid");
         assert_eq!(detail(b"  ").kind, "missing");
     }
 }
