@@ -76,12 +76,8 @@ impl Application {
             .map(|url| RedisHandle::open(url, &settings.redis_key_prefix))
             .transpose()?
             .map(Arc::new);
-        let global_rate_limit = rate_limit::Policy::new(
-            "global",
-            settings.rate_limit_requests,
-            settings.rate_limit_period,
-            redis.clone(),
-        );
+        let global_rate_limit =
+            rate_limit::Policy::new("global", settings.rate_limit_requests, settings.rate_limit_period, redis.clone());
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .await
             .with_context(|| format!("could not listen on {}:{}", settings.host, settings.port))?;
@@ -132,8 +128,12 @@ fn router(state: AppState, extra: Router<AppState>) -> Router {
     let settings = state.settings.clone();
     let (api, doc) = api();
     // The docs page gets its own CSP (the API's forbids everything); the global layer keeps it.
-    let docs: Router<AppState> = Router::from(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", doc))
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(security::DOCS_CSP)));
+    let docs: Router<AppState> = Router::from(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", doc)).layer(
+        SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(security::DOCS_CSP),
+        ),
+    );
 
     api.merge(extra)
         .merge(docs)

@@ -134,10 +134,16 @@ impl Settings {
                 "development" | "dev" | "local" => Environment::Development,
                 "test" | "testing" => Environment::Test,
                 "production" | "prod" => Environment::Production,
-                _ => return Err(invalid("ENVIRONMENT", format!("expected development, test or production, got {v:?}"))),
+                _ => {
+                    return Err(invalid("ENVIRONMENT", format!("expected development, test or production, got {v:?}")));
+                }
             };
         }
         if let Some(v) = get("HOST") {
+            let hostname = !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            if v.parse::<IpAddr>().is_err() && !hostname {
+                return Err(invalid("HOST", format!("{v:?} is not an IP address or host name")));
+            }
             s.host = v;
         }
         if let Some(v) = get("PORT") {
@@ -156,8 +162,14 @@ impl Settings {
             s.auto_migrate = parse_bool("RECAP_AUTO_MIGRATE", &v)?;
         }
         if let Some(v) = get("REDIS_URL") {
-            if !(v.starts_with("redis://") || v.starts_with("rediss://") || v.starts_with("unix://")) {
-                return Err(invalid("REDIS_URL", "must start with redis://, rediss:// or unix://"));
+            if v.starts_with("rediss://") {
+                return Err(invalid(
+                    "REDIS_URL",
+                    "TLS (rediss://) is not supported by this build; use redis:// or unix://",
+                ));
+            }
+            if !(v.starts_with("redis://") || v.starts_with("unix://")) || ::redis::Client::open(v.as_str()).is_err() {
+                return Err(invalid("REDIS_URL", "must be a redis:// or unix:// URL"));
             }
             s.redis_url = Some(v);
         }
@@ -188,6 +200,16 @@ impl Settings {
             };
         }
         if let Some(v) = get("LOG_LEVEL") {
+            // A bare word must be a level (a typo would otherwise silently hide every log line);
+            // directives such as `info,recap_server=debug` are checked by the filter parser.
+            const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+            let bare = !v.contains(['=', ',']);
+            if bare && !LEVELS.contains(&v.to_ascii_lowercase().as_str()) {
+                return Err(invalid(
+                    "LOG_LEVEL",
+                    format!("expected one of {LEVELS:?} or filter directives, got {v:?}"),
+                ));
+            }
             tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| invalid("LOG_LEVEL", e.to_string()))?;
             s.log_level = v;
         }
@@ -346,6 +368,10 @@ mod tests {
             ("CORS_ORIGINS", "localhost:3000"),
             ("RECAP_AUTO_MIGRATE", "maybe"),
             ("ENVIRONMENT", "staging-ish"),
+            ("LOG_LEVEL", "verbose"),
+            ("HOST", "local host"),
+            ("REDIS_URL", "rediss://cache:6380"),
+            ("REDIS_URL", "http://cache"),
         ] {
             let err = settings(&[(var, value)]).err().unwrap_or_else(|| panic!("{var}={value} accepted"));
             assert_eq!(err.var, var, "{err}");

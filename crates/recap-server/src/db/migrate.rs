@@ -93,9 +93,8 @@ async fn applied(db: &Db) -> anyhow::Result<Vec<(i64, String)>> {
             .await?
         }
         Db::Postgres(pool) => {
-            let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(pool)
-                .await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
             if !exists {
                 return Ok(Vec::new());
             }

@@ -96,8 +96,12 @@ impl Db {
 
     pub fn pool_state(&self) -> PoolState {
         match self {
-            Db::Sqlite(pool) => PoolState { size: pool.size(), idle: pool.num_idle() as u32, max: pool.options().get_max_connections() },
-            Db::Postgres(pool) => PoolState { size: pool.size(), idle: pool.num_idle() as u32, max: pool.options().get_max_connections() },
+            Db::Sqlite(pool) => {
+                PoolState { size: pool.size(), idle: pool.num_idle() as u32, max: pool.options().get_max_connections() }
+            }
+            Db::Postgres(pool) => {
+                PoolState { size: pool.size(), idle: pool.num_idle() as u32, max: pool.options().get_max_connections() }
+            }
         }
     }
 
@@ -110,7 +114,9 @@ impl Db {
 
     /// A write transaction on SQLite, begun `IMMEDIATE` so it takes the write lock up front
     /// instead of failing with "database is locked" when it first writes after a read.
-    pub async fn begin_sqlite_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pub async fn begin_sqlite_write(
+        pool: &SqlitePool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         pool.begin_with("BEGIN IMMEDIATE").await
     }
 
@@ -127,7 +133,9 @@ impl Db {
                 .bind(crate::time::now_rfc3339())
                 .execute(&mut *tx)
                 .await?;
-                let id = sqlx::query_scalar("SELECT instance_id FROM recap_instance WHERE id = 1").fetch_one(&mut *tx).await?;
+                let id = sqlx::query_scalar("SELECT instance_id FROM recap_instance WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(id)
             }

@@ -32,6 +32,7 @@ pub async fn client_ip(State(state): State<AppState>, mut request: Request, next
 /// client, whatever headers it sends.
 pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(&canonical(*ip)));
+    let peer = canonical(peer);
     if !is_trusted(&peer) {
         return peer;
     }

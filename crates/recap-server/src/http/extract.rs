@@ -25,20 +25,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| ApiError::from_status(rejection.status()))?;
+        let bytes =
+            Bytes::from_request(req, state).await.map_err(|rejection| ApiError::from_status(rejection.status()))?;
         parse_json(&bytes).map(Json)
     }
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::validation(vec![FieldError::new(
-            vec!["body".into()],
-            "Field required",
-            "missing",
-        )]));
+        return Err(ApiError::validation(vec![FieldError::new(vec!["body".into()], "Field required", "missing")]));
     }
     let invalid_json = |e: &serde_json::Error| {
         let offset = byte_offset(bytes, e.line(), e.column());

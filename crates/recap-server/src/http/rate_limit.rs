@@ -79,9 +79,8 @@ impl Policy {
             Some(handle) => Backend::Redis(handle),
             None => {
                 let burst = NonZeroU32::new(limit).expect("limit is at least 1");
-                let quota = Quota::with_period(period / limit)
-                    .unwrap_or_else(|| Quota::per_second(burst))
-                    .allow_burst(burst);
+                let quota =
+                    Quota::with_period(period / limit).unwrap_or_else(|| Quota::per_second(burst)).allow_burst(burst);
                 Backend::Memory(RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>())
             }
         };
@@ -94,8 +93,18 @@ impl Policy {
             Backend::Redis(redis) => match self.check_redis(redis, key).await {
                 Ok(decision) => decision,
                 Err(e) => {
-                    tracing::warn!(policy = self.name, error = format!("{e:#}"), "rate limit check skipped: Redis failed");
-                    Decision { allowed: true, limit: self.limit, remaining: self.limit, reset_secs: 0, retry_after_secs: 0 }
+                    tracing::warn!(
+                        policy = self.name,
+                        error = format!("{e:#}"),
+                        "rate limit check skipped: Redis failed"
+                    );
+                    Decision {
+                        allowed: true,
+                        limit: self.limit,
+                        remaining: self.limit,
+                        reset_secs: 0,
+                        retry_after_secs: 0,
+                    }
                 }
             },
         }
@@ -146,10 +155,8 @@ impl Policy {
 /// Writes the `X-RateLimit-*` headers, keeping those of a stricter policy already set by an inner
 /// layer (the client should see the budget that will run out first).
 pub fn apply_headers(headers: &mut HeaderMap, decision: &Decision) {
-    let existing = headers
-        .get("x-ratelimit-remaining")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok());
+    let existing =
+        headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
     if existing.is_some_and(|remaining| remaining <= decision.remaining) {
         return;
     }
@@ -211,17 +218,13 @@ mod tests {
     #[tokio::test]
     async fn memory_policy_counts_down_then_refuses_with_retry_after() {
         let policy = Policy::new("test", 3, Duration::from_secs(60), None);
-        let remaining: Vec<u32> = [
-            policy.check("a").await,
-            policy.check("a").await,
-            policy.check("a").await,
-        ]
-        .iter()
-        .map(|d| {
-            assert!(d.allowed);
-            d.remaining
-        })
-        .collect();
+        let remaining: Vec<u32> = [policy.check("a").await, policy.check("a").await, policy.check("a").await]
+            .iter()
+            .map(|d| {
+                assert!(d.allowed);
+                d.remaining
+            })
+            .collect();
         assert_eq!(remaining, vec![2, 1, 0]);
         let denied = policy.check("a").await;
         assert!(!denied.allowed);

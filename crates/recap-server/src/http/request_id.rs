@@ -21,11 +21,8 @@ fn acceptable(value: &HeaderValue) -> Option<String> {
 }
 
 pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(acceptable)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id =
+        request.headers().get(&X_REQUEST_ID).and_then(acceptable).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let header = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
     request.headers_mut().insert(X_REQUEST_ID.clone(), header.clone());
     request.extensions_mut().insert(RequestId(id));

@@ -13,8 +13,7 @@ use crate::{config::CorsOrigins, state::AppState};
 /// An API answers JSON and is never framed; the docs page sets its own, looser policy.
 pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 /// Swagger UI is served from the binary: scripts, styles and images from our own origin only.
-pub const DOCS_CSP: &str =
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
+pub const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 
 pub async fn headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;

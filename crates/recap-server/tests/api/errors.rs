@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use axum::{Router, routing::{get, post}};
+use axum::{
+    Router,
+    routing::{get, post},
+};
 use recap_server::{
     http::extract::{Json, Path, Query},
     state::AppState,
@@ -98,7 +101,8 @@ async fn malformed_and_mistyped_bodies(engine: Engine) {
     assert!(body["detail"][0]["loc"][1].is_u64(), "{body}");
 
     let body = assert_envelope(
-        app.post_raw("/test/echo", r#"{"commits": [{"sha": "a", "additions": 1}, {"sha": "b", "additions": "many"}]}"#).await,
+        app.post_raw("/test/echo", r#"{"commits": [{"sha": "a", "additions": 1}, {"sha": "b", "additions": "many"}]}"#)
+            .await,
         422,
         "VALIDATION_ERROR",
     )
@@ -106,7 +110,9 @@ async fn malformed_and_mistyped_bodies(engine: Engine) {
     assert_eq!(body["detail"][0]["loc"], serde_json::json!(["body", "commits", 1, "additions"]));
     assert_eq!(body["detail"][0]["type"], "type_error");
 
-    let body = assert_envelope(app.post_raw("/test/echo", r#"{"commits": [{"sha": "a"}]}"#).await, 422, "VALIDATION_ERROR").await;
+    let body =
+        assert_envelope(app.post_raw("/test/echo", r#"{"commits": [{"sha": "a"}]}"#).await, 422, "VALIDATION_ERROR")
+            .await;
     assert_eq!(body["detail"][0]["loc"], serde_json::json!(["body", "commits", 0, "additions"]));
     assert_eq!(body["detail"][0]["msg"], "Field required");
 
@@ -125,7 +131,9 @@ async fn malformed_and_mistyped_bodies(engine: Engine) {
     let big = format!(r#"{{"commits": [], "pad": "{}"}}"#, "x".repeat(4096));
     let body = assert_envelope(app.post_raw("/test/echo", big.clone()).await, 413, "PAYLOAD_TOO_LARGE").await;
     assert_eq!(body["detail"], "Request body too large");
-    let stream = futures::stream::iter(big.into_bytes().chunks(512).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let stream = futures::stream::iter(
+        big.into_bytes().chunks(512).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+    );
     let response = app.post_raw("/test/echo", reqwest::Body::wrap_stream(stream)).await;
     assert_envelope(response, 413, "PAYLOAD_TOO_LARGE").await;
 }

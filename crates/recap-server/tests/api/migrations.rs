@@ -20,7 +20,9 @@ async fn migrations_go_up_down_to_zero_and_up_again(engine: Engine) {
     assert_eq!(applied.len(), history.len());
     let latest = migrate::latest_known(db);
     assert_eq!(migrate::current(db).await.unwrap(), latest);
-    assert!(migrate::history(db).await.unwrap().iter().all(|m| m.applied_at.as_deref().is_some_and(|t| t.ends_with('Z'))));
+    assert!(
+        migrate::history(db).await.unwrap().iter().all(|m| m.applied_at.as_deref().is_some_and(|t| t.ends_with('Z')))
+    );
     assert!(db.ensure_instance_id().await.is_ok());
     assert!(migrate::upgrade(db).await.unwrap().is_empty(), "upgrade is idempotent");
 

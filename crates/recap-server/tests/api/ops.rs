@@ -5,7 +5,11 @@ use crate::{
     helpers::{Engine, spawn, spawn_with},
 };
 
-engine_tests!(health_routes_answer_their_contract_shapes, readiness_checks_the_database, status_reports_engine_and_migrations);
+engine_tests!(
+    health_routes_answer_their_contract_shapes,
+    readiness_checks_the_database,
+    status_reports_engine_and_migrations
+);
 
 async fn health_routes_answer_their_contract_shapes(engine: Engine) {
     let Some(app) = spawn(engine).await else { return };
@@ -18,7 +22,10 @@ async fn health_routes_answer_their_contract_shapes(engine: Engine) {
     assert_eq!(body, serde_json::json!({"status": "healthy", "version": version}));
 
     let body: Value = app.get("/").await.json().await.unwrap();
-    assert_eq!((body["name"].as_str(), body["version"].as_str(), body["status"].as_str()), (Some("Recap"), Some(version), Some("running")));
+    assert_eq!(
+        (body["name"].as_str(), body["version"].as_str(), body["status"].as_str()),
+        (Some("Recap"), Some(version), Some("running"))
+    );
 
     for path in ["/api/health", "/api/v1/health"] {
         let body: Value = app.get(path).await.json().await.unwrap();
@@ -61,7 +68,8 @@ async fn readiness_checks_the_database(engine: Engine) {
 #[tokio::test]
 async fn readiness_names_redis_when_it_is_down() {
     // Nothing listens on port 1: the instance starts anyway and readiness reports Redis.
-    let Some(app) = spawn_with(Engine::Sqlite, |s| s.redis_url = Some("redis://127.0.0.1:1".into()), Default::default()).await
+    let Some(app) =
+        spawn_with(Engine::Sqlite, |s| s.redis_url = Some("redis://127.0.0.1:1".into()), Default::default()).await
     else {
         return;
     };

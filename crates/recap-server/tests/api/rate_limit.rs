@@ -98,9 +98,8 @@ async fn exempt_addresses_are_not_limited() {
 #[tokio::test]
 async fn per_route_policy_applies_on_top_of_the_global_one() {
     let tight = Policy::new("tight", 2, Duration::from_secs(60), None);
-    let routes: Router<AppState> = Router::new()
-        .route("/test/tight", get(|| async { "ok" }))
-        .route_layer(from_fn_with_state(tight, per_ip));
+    let routes: Router<AppState> =
+        Router::new().route("/test/tight", get(|| async { "ok" })).route_layer(from_fn_with_state(tight, per_ip));
     let Some(app) = spawn_with(Engine::Sqlite, |s| s.rate_limit_requests = 100, routes).await else { return };
     let first = app.get("/test/tight").await;
     // The stricter budget is the one reported.

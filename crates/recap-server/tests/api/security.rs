@@ -19,12 +19,9 @@ async fn security_headers_on_every_response() {
 
 #[tokio::test]
 async fn production_adds_hsts() {
-    let Some(app) = spawn_with(
-        Engine::Sqlite,
-        |s| s.environment = recap_server::config::Environment::Production,
-        Router::new(),
-    )
-    .await
+    let Some(app) =
+        spawn_with(Engine::Sqlite, |s| s.environment = recap_server::config::Environment::Production, Router::new())
+            .await
     else {
         return;
     };

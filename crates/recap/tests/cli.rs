@@ -1,0 +1,256 @@
+//! The `recap` binary as a user runs it: real processes, real signals.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_recap");
+
+/// A command with a clean environment: only what the test sets reaches the binary, and it runs
+/// in `dir` so no `.env` of the developer's is picked up.
+fn recap(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("LOG_LEVEL", "warn");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("recap.db").display())
+}
+
+#[test]
+fn help_describes_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(recap(dir.path()).arg("--help"));
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for command in ["serve", "db", "routes", "openapi"] {
+        assert!(help.contains(command), "{command} missing from --help:\n{help}");
+    }
+    for args in [&["serve", "--help"][..], &["db", "--help"], &["db", "downgrade", "--help"], &["routes", "--help"]] {
+        let out = run(recap(dir.path()).args(args));
+        assert!(out.status.success(), "{args:?}");
+        assert!(text(&out.stdout).lines().count() > 3, "{args:?}");
+    }
+}
+
+#[test]
+fn a_wrong_flag_or_value_is_one_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["serve", "--bogus"][..],
+        &["serve", "--port", "not-a-port"],
+        &["db", "downgrade", "--steps", "0"],
+        &["db", "sideways"],
+        &["frobnicate"],
+    ] {
+        let out = run(recap(dir.path()).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error:"), "{err}");
+    }
+}
+
+#[test]
+fn invalid_settings_stop_start_up_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(recap(dir.path()).arg("serve").env("RATE_LIMIT_REQUESTS", "lots"));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("RATE_LIMIT_REQUESTS"), "{}", text(&out.stderr));
+
+    let out = run(recap(dir.path()).arg("serve").env("ENVIRONMENT", "production"));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("SECRET_KEY"), "{}", text(&out.stderr));
+
+    let out = run(recap(dir.path()).arg("serve").env("ENVIRONMENT", "production").env("SECRET_KEY", "too-short"));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("at least 32"), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("too-short"), "the key itself is never printed");
+}
+
+#[test]
+fn dotenv_file_is_read_but_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "RATE_LIMIT_PERIOD=soon\n").unwrap();
+    let out = run(recap(dir.path()).args(["db", "current"]));
+    assert!(text(&out.stderr).contains("RATE_LIMIT_PERIOD"), "{}", text(&out.stderr));
+    let out = run(recap(dir.path()).args(["db", "current"]).env("RATE_LIMIT_PERIOD", "30"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn routes_and_openapi_print_the_same_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(recap(dir.path()).arg("routes"));
+    assert!(out.status.success());
+    let table = text(&out.stdout);
+    let health = table.lines().find(|l| l.split_whitespace().nth(1) == Some("/health")).expect("a /health row");
+    assert!(health.starts_with("GET"), "{health}");
+    assert!(health.split_whitespace().count() > 2, "the row has a summary: {health}");
+
+    let out = run(recap(dir.path()).arg("openapi"));
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let out = run(recap(dir.path()).args(["routes", "--json"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for row in
+        rows.iter().filter(|r| r["path"] != "/api/v1/openapi.json" && r["path"] != "/api/docs" && r["path"] != "/docs")
+    {
+        let path = row["path"].as_str().unwrap();
+        let method = row["method"].as_str().unwrap().to_lowercase();
+        assert!(doc["paths"][path][&method].is_object(), "{method} {path} not in the document");
+    }
+}
+
+fn db_cycle(dir: &Path, database_url: &str) {
+    let db = |args: &[&str]| {
+        let out = run(recap(dir).arg("db").args(args).env("DATABASE_URL", database_url));
+        assert!(out.status.success(), "db {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert!(db(&["current"]).starts_with("none"));
+    assert!(db(&["history"]).contains("pending"));
+    assert!(db(&["upgrade"]).contains("applied"));
+    assert!(db(&["upgrade"]).contains("up to date"));
+    let current = db(&["current"]);
+    assert!(current.split_whitespace().next().unwrap().parse::<i64>().is_ok(), "{current}");
+    assert!(!db(&["history"]).contains("pending"));
+    assert!(db(&["downgrade", "--steps", "100"]).contains("reverted"));
+    assert!(db(&["current"]).starts_with("none"));
+    assert!(db(&["downgrade"]).contains("nothing to revert"));
+    assert!(db(&["upgrade"]).contains("applied"));
+}
+
+#[test]
+fn db_commands_go_up_down_and_up_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    db_cycle(dir.path(), &sqlite_url(dir.path()));
+    assert!(dir.path().join("recap.db").exists());
+}
+
+#[test]
+fn db_commands_go_up_down_and_up_on_postgres() {
+    let Some(admin) = std::env::var("RECAP_TEST_POSTGRES_URL").ok().filter(|v| !v.is_empty()) else {
+        eprintln!("SKIPPED on PostgreSQL: RECAP_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let name = format!("recap_cli_{}", std::process::id());
+    let psql = |sql: &str| {
+        let out = Command::new("psql")
+            .args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", sql])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "{sql}: {}", text(&out.stderr));
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let base = admin.rsplit_once('/').unwrap().0;
+    let dir = tempfile::tempdir().unwrap();
+    db_cycle(dir.path(), &format!("{base}/{name}"));
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+/// A running `recap serve` on a free port, killed if the test fails.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &Path, envs: &[(&str, &str)]) -> Server {
+    let mut cmd = recap(dir);
+    cmd.args(["serve", "--port", "0"])
+        .env("DATABASE_URL", sqlite_url(dir))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(address) = line.strip_prefix("listening on ") {
+            break address.to_owned();
+        }
+    };
+    Server { child, address }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < limit, "the server did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn serve_creates_the_database_answers_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_server(dir.path(), &[]);
+    assert!(dir.path().join("recap.db").exists(), "the SQLite file is created on start");
+    assert!(dir.path().join("recap.secret").exists(), "a development key is generated next to it");
+    let body: serde_json::Value =
+        reqwest::get(format!("{}/health", server.address)).await.unwrap().json().await.unwrap();
+    assert_eq!(body["status"], "healthy");
+
+    sigterm(&server.child);
+    let status = wait_exit(&mut server.child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+}
+
+#[tokio::test]
+async fn two_processes_share_one_rate_limit_budget_through_redis() {
+    let Some(redis) = std::env::var("RECAP_TEST_REDIS_URL").ok().filter(|v| !v.is_empty()) else {
+        eprintln!("SKIPPED with Redis: RECAP_TEST_REDIS_URL is not set");
+        return;
+    };
+    let prefix = format!("recap-cli-test-{}", std::process::id());
+    let envs = [("REDIS_URL", redis.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str()), ("RATE_LIMIT_REQUESTS", "5")];
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = start_server(dir_a.path(), &envs);
+    let b = start_server(dir_b.path(), &envs);
+    assert_ne!(a.address, b.address);
+
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for server in [&a, &b, &a, &b, &a, &b, &a] {
+        let response = client.get(format!("{}/api/v1", server.address)).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry));
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+}
