@@ -177,11 +177,15 @@ impl Drop for Server {
 }
 
 fn start_server(dir: &Path, envs: &[(&str, &str)]) -> Server {
+    start_server_logging_to(dir, envs, Stdio::null())
+}
+
+fn start_server_logging_to(dir: &Path, envs: &[(&str, &str)], stderr: Stdio) -> Server {
     let mut cmd = recap(dir);
     cmd.args(["serve", "--port", "0"])
         .env("DATABASE_URL", sqlite_url(dir))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -253,4 +257,29 @@ async fn two_processes_share_one_rate_limit_budget_through_redis() {
         }
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server =
+        start_server_logging_to(dir.path(), &[("LOG_FORMAT", "json"), ("LOG_LEVEL", "info")], Stdio::from(log));
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/nope", server.address))
+        .header("x-request-id", "cli-log-check-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    sigterm(&server.child);
+    assert_eq!(wait_exit(&mut server.child, Duration::from_secs(10)).code(), Some(0));
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> =
+        logs.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let request_lines: Vec<_> = lines.iter().filter(|l| l["span"]["request_id"] == "cli-log-check-42").collect();
+    assert!(!request_lines.is_empty(), "{logs}");
+    assert!(request_lines.iter().any(|l| l["fields"]["status"] == 404), "{logs}");
 }

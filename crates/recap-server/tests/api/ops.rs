@@ -162,3 +162,31 @@ async fn metrics_count_requests_by_matched_route() {
     assert!(has(r#"db_pool_connections{state="idle"}"#), "{text}");
     assert!(has("db_pool_max_connections 5"), "{text}");
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    use axum::routing::get;
+    let routes = axum::Router::new().route(
+        "/test/slow",
+        get(|| async {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            "finished"
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::helpers::base_settings(format!("sqlite://{}", dir.path().join("r.db").display()));
+    let app = recap_server::Application::build_with(settings, routes).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let token = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    let in_flight = tokio::spawn(reqwest::get(format!("{url}/test/slow")));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    token.cancel();
+    let response = in_flight.await.unwrap().expect("the in-flight request is answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "finished");
+    // The server then stops, cleanly, and refuses new connections.
+    tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+    assert!(reqwest::get(format!("{url}/health")).await.is_err());
+}
