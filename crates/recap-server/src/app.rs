@@ -25,6 +25,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
+    accounts::{self, api_keys, auth::Auth},
+    audit,
     config::Settings,
     db::{Db, migrate},
     error::ApiError,
@@ -43,7 +45,11 @@ pub struct Application {
 
 /// Every documented route, and the OpenAPI document generated from them.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(ops::routes::router()).split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(ops::routes::router())
+        .merge(accounts::router())
+        .merge(audit::routes::router())
+        .split_for_parts()
 }
 
 /// The OpenAPI document, without starting anything (for `recap openapi` and `recap routes`).
@@ -81,11 +87,13 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .await
             .with_context(|| format!("could not listen on {}:{}", settings.host, settings.port))?;
+        let auth = Arc::new(Auth::new(&settings, redis.clone()));
         let state = AppState {
             settings: Arc::new(settings),
             db,
             redis,
             global_rate_limit,
+            auth,
             started_at: Instant::now(),
             instance_id,
             shutdown: CancellationToken::new(),
@@ -114,11 +122,26 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let token = self.state.shutdown.clone();
+        let background = [
+            tokio::spawn(api_keys::flush_usage_periodically(
+                self.state.auth.clone(),
+                self.state.db.clone(),
+                std::time::Duration::from_secs(5),
+                token.clone(),
+            )),
+            tokio::spawn(self.state.auth.clone().listen_for_invalidations(token.clone())),
+        ];
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, service)
-            .with_graceful_shutdown(async move { token.cancelled().await })
+            .with_graceful_shutdown(token.clone().cancelled_owned())
             .await
             .context("the HTTP server failed")?;
+        // The server has stopped; background tasks see the same token and finish their work
+        // (the last usage flush) before the pool closes.
+        token.cancel();
+        for task in background {
+            let _ = task.await;
+        }
         self.state.db.close().await;
         Ok(())
     }

@@ -60,6 +60,45 @@ pub struct Settings {
     pub log_level: String,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    pub auth: AuthSettings,
+}
+
+/// Identity and access settings.
+#[derive(Clone)]
+pub struct AuthSettings {
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// A new refresh token on every refresh (and reuse of a spent one revokes the session).
+    /// `false` keeps the same token, for clients that cannot store a rotated one.
+    pub refresh_token_rotation: bool,
+    /// Later sign-ups stay `pending` until an admin approves them.
+    pub signup_requires_approval: bool,
+    /// Key of the HMAC that API keys are stored under; derived from `SECRET_KEY` when unset.
+    pub api_key_hash_secret: Option<String>,
+    pub guest_imports: i64,
+    pub guest_messages: i64,
+    /// Password attempts per client IP and per account, per minute.
+    pub login_limit_per_ip: u32,
+    pub login_limit_per_account: u32,
+    /// Concurrent argon2 computations (each costs ~19 MiB and a core for tens of ms).
+    pub password_hash_concurrency: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            access_token_ttl: Duration::from_secs(30 * 60),
+            refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            refresh_token_rotation: true,
+            signup_requires_approval: false,
+            api_key_hash_secret: None,
+            guest_imports: 2,
+            guest_messages: 20,
+            login_limit_per_ip: 20,
+            login_limit_per_account: 10,
+            password_hash_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        }
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -113,6 +152,7 @@ impl Default for Settings {
             log_level: "info".into(),
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 2 * 1024 * 1024,
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -220,6 +260,8 @@ impl Settings {
             s.max_body_bytes = parse_positive("MAX_BODY_SIZE", &v)?;
         }
 
+        s.auth = auth_settings(&get)?;
+
         if s.environment == Environment::Production {
             match &s.secret_key {
                 None => return Err(invalid("SECRET_KEY", "is required when ENVIRONMENT=production")),
@@ -250,6 +292,47 @@ impl Settings {
         let path = rest.split('?').next().unwrap_or(rest);
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
+}
+
+fn auth_settings(get: &impl Fn(&str) -> Option<String>) -> Result<AuthSettings, ConfigError> {
+    let mut a = AuthSettings::default();
+    if let Some(v) = get("ACCESS_TOKEN_EXPIRE_MINUTES") {
+        a.access_token_ttl = Duration::from_secs(60 * parse_positive::<u64>("ACCESS_TOKEN_EXPIRE_MINUTES", &v)?);
+    }
+    if let Some(v) = get("REFRESH_TOKEN_EXPIRE_MINUTES") {
+        a.refresh_token_ttl = Duration::from_secs(60 * parse_positive::<u64>("REFRESH_TOKEN_EXPIRE_MINUTES", &v)?);
+    }
+    if let Some(v) = get("REFRESH_TOKEN_ROTATION") {
+        a.refresh_token_rotation = parse_bool("REFRESH_TOKEN_ROTATION", &v)?;
+    }
+    if let Some(v) = get("SIGNUP_REQUIRES_APPROVAL") {
+        a.signup_requires_approval = parse_bool("SIGNUP_REQUIRES_APPROVAL", &v)?;
+    }
+    if let Some(v) = get("API_KEY_HASH_SECRET") {
+        if v.len() < 32 {
+            return Err(invalid("API_KEY_HASH_SECRET", "must be at least 32 characters"));
+        }
+        a.api_key_hash_secret = Some(v);
+    }
+    if let Some(v) = get("GUEST_IMPORTS") {
+        a.guest_imports = parse("GUEST_IMPORTS", &v)?;
+    }
+    if let Some(v) = get("GUEST_MESSAGES") {
+        a.guest_messages = parse("GUEST_MESSAGES", &v)?;
+    }
+    if a.guest_imports < 0 || a.guest_messages < 0 {
+        return Err(invalid("GUEST_IMPORTS", "guest quotas cannot be negative"));
+    }
+    if let Some(v) = get("LOGIN_RATE_LIMIT_PER_IP") {
+        a.login_limit_per_ip = parse_positive("LOGIN_RATE_LIMIT_PER_IP", &v)?;
+    }
+    if let Some(v) = get("LOGIN_RATE_LIMIT_PER_ACCOUNT") {
+        a.login_limit_per_account = parse_positive("LOGIN_RATE_LIMIT_PER_ACCOUNT", &v)?;
+    }
+    if let Some(v) = get("PASSWORD_HASH_CONCURRENCY") {
+        a.password_hash_concurrency = parse_positive("PASSWORD_HASH_CONCURRENCY", &v)?;
+    }
+    Ok(a)
 }
 
 fn load_dotenv() -> Result<(), ConfigError> {

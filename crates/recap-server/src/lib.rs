@@ -1,6 +1,8 @@
 //! Recap's server as a library: the binary and the tests start it through [`Application`].
 
+pub mod accounts;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod error;

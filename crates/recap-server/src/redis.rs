@@ -37,6 +37,10 @@ impl RedisHandle {
         Ok(manager.clone())
     }
 
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     /// A key in this deployment's namespace.
     pub fn key(&self, parts: &[&str]) -> String {
         let mut key = self.prefix.clone();

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Settings, db::Db, http::rate_limit::Policy, redis::RedisHandle};
+use crate::{accounts::auth::Auth, config::Settings, db::Db, http::rate_limit::Policy, redis::RedisHandle};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -12,6 +12,7 @@ pub struct AppState {
     pub db: Db,
     pub redis: Option<Arc<RedisHandle>>,
     pub global_rate_limit: Arc<Policy>,
+    pub auth: Arc<Auth>,
     pub started_at: Instant,
     /// Read (or created) once the schema exists; see `/api/v1/status`.
     pub instance_id: Arc<tokio::sync::OnceCell<String>>,

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use recap_server::{
     Application, Settings,
+    accounts::admin,
     db::{Db, migrate},
     ops::openapi::route_table,
 };
@@ -32,6 +33,33 @@ enum Command {
     },
     /// Print the OpenAPI document
     Openapi,
+    /// Manage users
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (approved at once)
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        /// admin or member
+        #[arg(long, default_value = "member", value_parser = ["admin", "member"])]
+        role: String,
+        #[arg(long)]
+        full_name: Option<String>,
+    },
+    /// List every user
+    List,
+    /// Change a user's role
+    SetRole {
+        email: String,
+        #[arg(long, value_parser = ["admin", "member", "guest"])]
+        role: String,
+    },
 }
 
 #[derive(Args)]
@@ -121,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => serve(args).await,
         Command::Db(command) => db(command).await,
+        Command::User(command) => user(command).await,
     }
 }
 
@@ -210,6 +239,30 @@ async fn db(command: DbCommand) -> anyhow::Result<()> {
                 let at = m.applied_at.unwrap_or_else(|| "pending".into());
                 println!("{} {:<20} {}", m.version, at, m.description);
             }
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    let settings = settings()?;
+    let db = Db::connect(&settings).await?;
+    match command {
+        UserCommand::Create { email, password, role, full_name } => {
+            let user = admin::create_user(&db, &email, &password, &role, full_name.as_deref()).await?;
+            println!("created {} {} ({})", user.id, user.email.unwrap_or_default(), user.role);
+        }
+        UserCommand::List => {
+            for u in admin::list_users(&db).await? {
+                let email = u.email.unwrap_or_else(|| "(guest)".into());
+                let active = if u.is_active { "active" } else { "disabled" };
+                println!("{} {:<32} {:<7} {:<9} {}", u.id, email, u.role, u.status, active);
+            }
+        }
+        UserCommand::SetRole { email, role } => {
+            let user = admin::set_role(&db, &email, &role).await?;
+            println!("{} is now {}", user.email.unwrap_or_default(), user.role);
         }
     }
     db.close().await;

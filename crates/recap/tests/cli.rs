@@ -182,10 +182,7 @@ fn start_server(dir: &Path, envs: &[(&str, &str)]) -> Server {
 
 fn start_server_logging_to(dir: &Path, envs: &[(&str, &str)], stderr: Stdio) -> Server {
     let mut cmd = recap(dir);
-    cmd.args(["serve", "--port", "0"])
-        .env("DATABASE_URL", sqlite_url(dir))
-        .stdout(Stdio::piped())
-        .stderr(stderr);
+    cmd.args(["serve", "--port", "0"]).env("DATABASE_URL", sqlite_url(dir)).stdout(Stdio::piped()).stderr(stderr);
     for (k, v) in envs {
         cmd.env(k, v);
     }

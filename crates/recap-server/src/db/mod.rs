@@ -5,6 +5,56 @@
 
 pub mod migrate;
 
+/// Runs the same query code on whichever pool `db` holds: `on_db!(db, |pool| sqlx::query(..).fetch_one(pool).await)`.
+/// Both arms must produce the same type, so map engine-specific results (e.g. `rows_affected()`).
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like [`on_db!`] inside a transaction: `on_tx!(tx, |conn| sqlx::query(..).execute(conn).await)`.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::db::Tx::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::db::Tx::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+/// A write transaction on either engine (SQLite's begun `IMMEDIATE`). Dropped without
+/// [`Tx::commit`], it rolls back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
+}
+
+/// True when `e` is a unique-constraint violation (a duplicate), on either engine.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
@@ -110,6 +160,14 @@ impl Db {
             Db::Sqlite(pool) => pool.close().await,
             Db::Postgres(pool) => pool.close().await,
         }
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(Db::begin_sqlite_write(pool).await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
     }
 
     /// A write transaction on SQLite, begun `IMMEDIATE` so it takes the write lock up front

@@ -18,11 +18,33 @@ use crate::error::{ErrorBody, ErrorEnvelope, FieldError};
         license(name = "MIT")
     ),
     components(schemas(ErrorEnvelope, ErrorBody, FieldError)),
+    modifiers(&BearerAuth),
     tags(
         (name = "ops", description = "Health, readiness, status and metrics"),
+        (name = "auth", description = "Sign-in, tokens, guests"),
+        (name = "users", description = "Profiles and user administration"),
+        (name = "sessions", description = "The caller's sessions"),
+        (name = "api-keys", description = "API keys for machine clients"),
+        (name = "audit", description = "The audit log (admin)"),
     )
 )]
 pub struct ApiDoc;
+
+/// `Authorization: Bearer <access token or API key>`.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or tgl_ API key").build(),
+            ),
+        );
+    }
+}
 
 /// One row of `recap routes`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -1,0 +1,9 @@
+DROP TABLE items;
+DROP TABLE audit_log;
+DROP TABLE oauth_accounts;
+DROP TABLE oauth_states;
+DROP TABLE magic_links;
+DROP TABLE api_keys;
+DROP TABLE refresh_tokens;
+DROP TABLE sessions;
+DROP TABLE users;
