@@ -52,6 +52,7 @@ echo "==> starting recap serve on a fresh database in $tmp"
     cd "$tmp"
     export DATABASE_URL="sqlite://$tmp/bench.db"
     export RATE_LIMIT_REQUESTS=1000000000
+    export LOGIN_RATE_LIMIT_PER_IP=1000000 LOGIN_RATE_LIMIT_PER_ACCOUNT=1000000
     export LOG_LEVEL=${LOG_LEVEL:-warn}
     exec "$recap" serve --host 127.0.0.1 --port 0
 ) >"$tmp/server.out" 2>"$tmp/server.err" &
@@ -92,12 +93,36 @@ sleep 1
 idle_rss=$(rss_kb VmRSS)
 echo "    idle RSS $(mb "$idle_rss")"
 
+# An account, its login latency (sequential, as a user signs in), and an API key, for the
+# authenticated routes below.
+echo "==> signing up a user, timing 20 logins, creating an API key"
+creds='{"email":"bench@example.com","password":"correct-horse-42"}'
+curl -fsS -o /dev/null -H 'content-type: application/json' -d "$creds" "$base/api/v1/auth/register"
+login_times=()
+for _ in $(seq 1 20); do
+    login_times+=("$(curl -fsS -o "$tmp/login.json" -w '%{time_total}' -H 'content-type: application/json' -d "$creds" "$base/api/v1/auth/login")")
+done
+login_p50=$(printf '%s\n' "${login_times[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "%.1f", a[int((NR + 1) / 2)] * 1000 }')
+echo "    login p50 ${login_p50} ms (argon2id verify in a release build)"
+access_token=$(grep -o '"access_token":"[^"]*"' "$tmp/login.json" | cut -d'"' -f4)
+api_key=$(curl -fsS -H "authorization: Bearer $access_token" -H 'content-type: application/json' \
+    -d '{"name":"bench"}' "$base/api/v1/api-keys/" | grep -o '"full_key":"[^"]*"' | cut -d'"' -f4)
+
+# label|path|authorization header (empty for none)
+targets=()
+for route in $routes; do targets+=("$route|$route|"); done
+targets+=("whoami (JWT)|/api/v1/auth/whoami|Bearer $access_token")
+targets+=("whoami (API key)|/api/v1/auth/whoami|Bearer $api_key")
+
 failed=0
 declare -a summary_rows=()
-for route in $routes; do
+for target in "${targets[@]}"; do
+    IFS='|' read -r route path auth <<<"$target"
+    headers=()
+    [[ -n $auth ]] && headers=(--header "authorization: $auth")
     echo
     echo "==> $route: $connections connections, ${seconds} s after ${warmup} s warm-up"
-    json=$("$bench" --url "$base$route" --connections "$connections" --seconds "$seconds" --warmup "$warmup" --json) || {
+    json=$("$bench" --url "$base$path" "${headers[@]}" --connections "$connections" --seconds "$seconds" --warmup "$warmup" --json) || {
         echo "error: recap-bench failed for $route" >&2
         failed=1
         continue
@@ -118,7 +143,7 @@ for route in $routes; do
         echo "    WARNING: $route had $non2xx non-2xx responses and $errors errors: $json" >&2
         failed=1
     fi
-    summary_rows+=("$(printf '%-16s %10s %9s %9s %9s %9s %8s %7s' "$route" "$rps" "$p50" "$p90" "$p99" "$max" "$non2xx" "$errors")")
+    summary_rows+=("$(printf '%-18s %10s %9s %9s %9s %9s %8s %7s' "$route" "$rps" "$p50" "$p90" "$p99" "$max" "$non2xx" "$errors")")
 done
 
 loaded_rss=$(rss_kb VmRSS)
@@ -151,10 +176,11 @@ echo "================ recap benchmark summary ================"
 echo "host        $(nproc) CPUs, $(uname -sr); server and load generator share them"
 echo "server      $("$recap" --version 2>/dev/null || echo recap), SQLite, LOG_LEVEL=${LOG_LEVEL:-warn}"
 echo "load        $connections keep-alive connections, ${seconds} s per route after ${warmup} s warm-up"
-printf '%-16s %10s %9s %9s %9s %9s %8s %7s\n' route req/s p50_ms p90_ms p99_ms max_ms non-2xx errors
+printf '%-18s %10s %9s %9s %9s %9s %8s %7s\n' route req/s p50_ms p90_ms p99_ms max_ms non-2xx errors
 for row in "${summary_rows[@]}"; do
     echo "$row"
 done
+echo "login       p50 ${login_p50} ms over 20 sequential logins"
 echo "RSS         idle $(mb "$idle_rss"), after load $(mb "$loaded_rss"), peak $(mb "$peak_rss")"
 echo "shutdown    SIGTERM -> exit code $exit_code"
 echo "========================================================="

@@ -408,8 +408,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     });
     if !cli.json {
         println!(
-            "recap-bench: {} connections, {:.0?} recorded after {:.0?} warm-up, {} threads",
-            cli.connections, cli.seconds, cli.warmup, cli.threads
+            "recap-bench: {} connections, {} s recorded after {} s warm-up{}, {} threads",
+            cli.connections,
+            cli.seconds.as_secs_f64(),
+            cli.warmup.as_secs_f64(),
+            cli.requests.map(|n| format!(", at most {n} requests")).unwrap_or_default(),
+            cli.threads
         );
         for t in &targets {
             println!("  GET {}", t.url);

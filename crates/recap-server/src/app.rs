@@ -49,6 +49,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(ops::routes::router())
         .merge(accounts::router())
         .merge(audit::routes::router())
+        .merge(crate::items::routes::router())
         .split_for_parts()
 }
 
@@ -88,12 +89,16 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on {}:{}", settings.host, settings.port))?;
         let auth = Arc::new(Auth::new(&settings, redis.clone()));
+        let mailer = Arc::new(crate::mail::Mailer::new(&settings.mail, settings.environment)?);
+        let magic_links = Arc::new(accounts::magic_link::MagicLinkLimits::new(redis.clone()));
         let state = AppState {
             settings: Arc::new(settings),
             db,
             redis,
             global_rate_limit,
             auth,
+            mailer,
+            magic_links,
             started_at: Instant::now(),
             instance_id,
             shutdown: CancellationToken::new(),

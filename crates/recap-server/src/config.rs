@@ -61,6 +61,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub auth: AuthSettings,
+    pub mail: crate::mail::MailSettings,
+    pub oauth: crate::accounts::oauth::OAuthSettings,
 }
 
 /// Identity and access settings.
@@ -153,6 +155,8 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 2 * 1024 * 1024,
             auth: AuthSettings::default(),
+            mail: crate::mail::MailSettings::default(),
+            oauth: crate::accounts::oauth::OAuthSettings::default(),
         }
     }
 }
@@ -261,6 +265,8 @@ impl Settings {
         }
 
         s.auth = auth_settings(&get)?;
+        s.mail = crate::mail::MailSettings::from_lookup(&get)?;
+        s.oauth = crate::accounts::oauth::OAuthSettings::from_lookup(&get)?;
 
         if s.environment == Environment::Production {
             match &s.secret_key {

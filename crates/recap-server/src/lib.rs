@@ -7,6 +7,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod items;
+pub mod mail;
 pub mod ops;
 pub mod redis;
 pub mod secret;

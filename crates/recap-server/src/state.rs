@@ -13,6 +13,10 @@ pub struct AppState {
     pub redis: Option<Arc<RedisHandle>>,
     pub global_rate_limit: Arc<Policy>,
     pub auth: Arc<Auth>,
+    /// Outgoing mail (magic links).
+    pub mailer: Arc<crate::mail::Mailer>,
+    /// Request budgets of `POST /api/v1/auth/magic-link`.
+    pub magic_links: Arc<crate::accounts::magic_link::MagicLinkLimits>,
     pub started_at: Instant,
     /// Read (or created) once the schema exists; see `/api/v1/status`.
     pub instance_id: Arc<tokio::sync::OnceCell<String>>,

@@ -280,3 +280,76 @@ async fn json_logs_carry_the_request_id() {
     assert!(!request_lines.is_empty(), "{logs}");
     assert!(request_lines.iter().any(|l| l["fields"]["status"] == 404), "{logs}");
 }
+
+#[tokio::test]
+async fn a_revoked_session_is_refused_by_every_instance_within_a_second() {
+    let Some(redis) = std::env::var("RECAP_TEST_REDIS_URL").ok().filter(|v| !v.is_empty()) else {
+        eprintln!("SKIPPED with Redis: RECAP_TEST_REDIS_URL is not set");
+        return;
+    };
+    // Two instances on one database (as behind a load balancer) and one Redis.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("recap-cli-revoke-{}", std::process::id());
+    let envs = [
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ("SECRET_KEY", "shared-secret-key-for-both-instances-0123456789"),
+    ];
+    let a = start_server(dir.path(), &envs);
+    let b = start_server(dir.path(), &envs);
+    let client = reqwest::Client::new();
+
+    let body = serde_json::json!({"email": "ada@example.com", "password": "correct-horse-42"});
+    let r = client.post(format!("{}/api/v1/auth/register", a.address)).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let tokens: serde_json::Value =
+        client.post(format!("{}/api/v1/auth/login", a.address)).json(&body).send().await.unwrap().json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    // B has seen (and cached) the session.
+    let me = client.get(format!("{}/api/v1/auth/me", b.address)).bearer_auth(access).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+
+    let r = client.post(format!("{}/api/v1/auth/logout", a.address)).bearer_auth(access).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let revoked_at = Instant::now();
+    loop {
+        let status =
+            client.get(format!("{}/api/v1/auth/me", b.address)).bearer_auth(access).send().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert!(revoked_at.elapsed() < Duration::from_secs(1), "instance B still accepts a revoked session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn user_commands_create_list_and_change_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let user = |args: &[&str]| run(recap(dir.path()).arg("user").args(args).env("DATABASE_URL", &url));
+    assert!(run(recap(dir.path()).args(["db", "upgrade"]).env("DATABASE_URL", &url)).status.success());
+
+    let out = user(&["create", "--email", "Root@Example.com", "--password", "correct-horse-42", "--role", "admin"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("root@example.com (admin)"));
+    let out = user(&["create", "--email", "bob@example.com", "--password", "correct-horse-42"]);
+    assert!(text(&out.stdout).contains("(member)"));
+
+    let out = user(&["create", "--email", "bob@example.com", "--password", "correct-horse-42"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already registered"));
+    let out = user(&["create", "--email", "weak@example.com", "--password", "short"]);
+    assert!(!out.status.success());
+    assert!(!text(&out.stderr).contains("short"), "the password is not echoed");
+    let out = user(&["create", "--email", "x@example.com", "--password", "correct-horse-42", "--role", "king"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = user(&["set-role", "bob@example.com", "--role", "admin"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = text(&user(&["list"]).stdout);
+    let rows: Vec<&str> = list.lines().collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert!(rows.iter().any(|r| r.contains("bob@example.com") && r.contains("admin")), "{list}");
+    assert!(!user(&["set-role", "nobody@example.com", "--role", "admin"]).status.success());
+}

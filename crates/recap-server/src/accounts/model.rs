@@ -211,6 +211,16 @@ impl SessionOut {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmIOut {
+    pub user: UserOut,
+    /// `jwt` or `api_key`.
+    pub credential: &'static str,
+    /// What the credential may do (a JWT carries every scope of its user).
+    pub scopes: Vec<String>,
+    pub key_prefix: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LogoutAllOut {
     pub message: &'static str,
     pub sessions_logged_out: usize,

@@ -7,7 +7,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    auth::{AdminUser, CurrentUser},
+    auth::{AdminUser, ApiCaller, CurrentUser},
     model::*,
     service::{self, RequestMeta},
     store,
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(me, put_me))
+        .routes(routes!(whoami))
         .routes(routes!(users_me, patch_users_me))
         .routes(routes!(guest))
         .routes(routes!(upgrade))
@@ -121,6 +122,17 @@ async fn logout(
     responses((status = 200, body = UserOut), (status = 401, body = ErrorEnvelope)))]
 async fn me(caller: CurrentUser) -> axum::Json<UserOut> {
     axum::Json(UserOut::from(caller.user.as_ref()))
+}
+
+/// Who the credential belongs to: a JWT or an API key (machine clients use it to check a key).
+#[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = WhoAmIOut), (status = 401, body = ErrorEnvelope)))]
+async fn whoami(caller: ApiCaller) -> axum::Json<WhoAmIOut> {
+    let (credential, scopes, key_prefix) = match &caller.api_key {
+        Some(key) => ("api_key", key.scopes.split(',').map(str::to_owned).collect(), Some(key.prefix.clone())),
+        None => ("jwt", super::api_keys::SCOPES.iter().map(|s| (*s).to_owned()).collect(), None),
+    };
+    axum::Json(WhoAmIOut { user: UserOut::from(caller.user.as_ref()), credential, scopes, key_prefix })
 }
 
 /// Change the signed-in user's profile (a password change needs `current_password`).

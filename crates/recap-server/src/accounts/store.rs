@@ -82,6 +82,11 @@ pub async fn insert_user(tx: &mut Tx, new: &NewUser<'_>) -> Result<UserRow, sqlx
 /// Whether any non-guest account exists (the first one becomes admin). Runs inside the
 /// registering transaction so two simultaneous first sign-ups cannot both become admin.
 pub async fn has_real_users(tx: &mut Tx) -> Result<bool, sqlx::Error> {
+    // SQLite's IMMEDIATE transaction already serialises writers; PostgreSQL needs a lock held to
+    // the end of the transaction, or two first sign-ups could both see an empty table.
+    if let Tx::Postgres(t) = tx {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('recap.first_user'))").execute(&mut **t).await?;
+    }
     on_tx!(tx, |conn| sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM users WHERE role <> 'guest')")
         .fetch_one(conn)
         .await)
@@ -343,6 +348,17 @@ pub async fn session_by_id_tx(tx: &mut Tx, id: Uuid) -> Result<Option<SessionRow
     let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
     on_tx!(tx, |conn| sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql.clone()))
         .bind(id)
+        .fetch_optional(conn)
+        .await)
+}
+
+// ----- magic links -----
+
+/// [`user_by_email`] inside a transaction (magic-link sign-in creates the user if missing).
+pub async fn user_by_email_tx(tx: &mut Tx, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+    on_tx!(tx, |conn| sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql.clone()))
+        .bind(email)
         .fetch_optional(conn)
         .await)
 }

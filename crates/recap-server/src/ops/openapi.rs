@@ -26,6 +26,7 @@ use crate::error::{ErrorBody, ErrorEnvelope, FieldError};
         (name = "sessions", description = "The caller's sessions"),
         (name = "api-keys", description = "API keys for machine clients"),
         (name = "audit", description = "The audit log (admin)"),
+        (name = "items", description = "The caller's own items (example CRUD)"),
     )
 )]
 pub struct ApiDoc;

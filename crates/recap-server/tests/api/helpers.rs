@@ -51,6 +51,70 @@ impl TestApp {
     }
 }
 
+/// A signed-in user as tests use it.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub id: String,
+    pub email: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+pub const PASSWORD: &str = "correct-horse-42";
+
+impl TestApp {
+    /// Registers `email` (asserting 201) and returns the user JSON.
+    pub async fn register(&self, email: &str, password: &str) -> serde_json::Value {
+        let response = self
+            .client
+            .post(self.url("/api/v1/auth/register"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "register {email}");
+        response.json().await.unwrap()
+    }
+
+    /// Logs in with JSON (asserting 200) and returns the token answer.
+    pub async fn login(&self, email: &str, password: &str) -> serde_json::Value {
+        let response = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "login {email}");
+        response.json().await.unwrap()
+    }
+
+    /// Registers and signs in a fresh user (the first one of an app becomes admin).
+    pub async fn signed_in(&self, email: &str) -> SignedIn {
+        let user = self.register(email, PASSWORD).await;
+        let tokens = self.login(email, PASSWORD).await;
+        SignedIn {
+            id: user["id"].as_str().unwrap().to_owned(),
+            email: email.to_owned(),
+            access_token: tokens["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub fn get_as(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(token)
+    }
+    pub fn post_as(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(token)
+    }
+    pub fn patch_as(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client.patch(self.url(path)).bearer_auth(token)
+    }
+    pub fn delete_as(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client.delete(self.url(path)).bearer_auth(token)
+    }
+}
+
 /// Settings every test starts from: the engine's fresh database, port 0, a fixed key.
 pub fn base_settings(database_url: String) -> Settings {
     Settings {

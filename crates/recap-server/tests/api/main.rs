@@ -2,8 +2,13 @@
 
 mod helpers;
 
+mod accounts;
+mod api_keys;
 mod errors;
+mod items;
+mod magic_link;
 mod migrations;
+mod oauth;
 mod ops;
 mod rate_limit;
 mod security;
