@@ -49,6 +49,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(ops::routes::router())
         .merge(accounts::router())
         .merge(audit::routes::router())
+        .merge(crate::projects::router())
         .merge(crate::items::routes::router())
         .split_for_parts()
 }
@@ -89,6 +90,13 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on {}:{}", settings.host, settings.port))?;
         let auth = Arc::new(Auth::new(&settings, redis.clone()));
+        let sealer = crate::crypto::Sealer::new(
+            settings
+                .credentials_encryption_key
+                .as_deref()
+                .or(settings.secret_key.as_deref())
+                .expect("the secret key is resolved before the app is built"),
+        );
         let mailer = Arc::new(crate::mail::Mailer::new(&settings.mail, settings.environment)?);
         let magic_links = Arc::new(accounts::magic_link::MagicLinkLimits::new(redis.clone()));
         let state = AppState {
@@ -97,6 +105,7 @@ impl Application {
             redis,
             global_rate_limit,
             auth,
+            sealer,
             mailer,
             magic_links,
             started_at: Instant::now(),

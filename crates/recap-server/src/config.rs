@@ -63,6 +63,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub mail: crate::mail::MailSettings,
     pub oauth: crate::accounts::oauth::OAuthSettings,
+    /// Key material for sealing stored integration credentials; `SECRET_KEY` when unset.
+    pub credentials_encryption_key: Option<String>,
 }
 
 /// Identity and access settings.
@@ -155,6 +157,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 2 * 1024 * 1024,
             auth: AuthSettings::default(),
+            credentials_encryption_key: None,
             mail: crate::mail::MailSettings::default(),
             oauth: crate::accounts::oauth::OAuthSettings::default(),
         }
@@ -265,6 +268,12 @@ impl Settings {
         }
 
         s.auth = auth_settings(&get)?;
+        if let Some(v) = get("CREDENTIALS_ENCRYPTION_KEY") {
+            if v.len() < 32 {
+                return Err(invalid("CREDENTIALS_ENCRYPTION_KEY", "must be at least 32 characters"));
+            }
+            s.credentials_encryption_key = Some(v);
+        }
         s.mail = crate::mail::MailSettings::from_lookup(&get)?;
         s.oauth = crate::accounts::oauth::OAuthSettings::from_lookup(&get)?;
 

@@ -13,6 +13,8 @@ pub struct AppState {
     pub redis: Option<Arc<RedisHandle>>,
     pub global_rate_limit: Arc<Policy>,
     pub auth: Arc<Auth>,
+    /// Seals integration credentials at rest (see `crypto`).
+    pub sealer: crate::crypto::Sealer,
     /// Outgoing mail (magic links).
     pub mailer: Arc<crate::mail::Mailer>,
     /// Request budgets of `POST /api/v1/auth/magic-link`.

@@ -26,6 +26,8 @@ use crate::error::{ErrorBody, ErrorEnvelope, FieldError};
         (name = "sessions", description = "The caller's sessions"),
         (name = "api-keys", description = "API keys for machine clients"),
         (name = "audit", description = "The audit log (admin)"),
+        (name = "projects", description = "Projects and their members"),
+        (name = "repositories", description = "Repositories of a project"),
         (name = "items", description = "The caller's own items (example CRUD)"),
     )
 )]
