@@ -50,7 +50,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(accounts::router())
         .merge(audit::routes::router())
         .merge(crate::projects::router())
+        .merge(crate::sync::router())
+        .merge(crate::gitrecap::router())
+        .merge(crate::league::routes::router())
+        .merge(crate::recaps::router())
         .merge(crate::items::routes::router())
+        .merge(crate::jobs::routes::router())
+        .merge(crate::webhooks::routes::router())
         .split_for_parts()
 }
 
@@ -77,6 +83,7 @@ impl Application {
             }
             let id = db.ensure_instance_id().await.context("could not read the instance id")?;
             let _ = instance_id.set(id);
+            crate::sync::service::reset_interrupted(&db).await;
         }
         let redis = settings
             .redis_url
@@ -90,6 +97,10 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on {}:{}", settings.host, settings.port))?;
         let auth = Arc::new(Auth::new(&settings, redis.clone()));
+        let settings_llm = settings.llm.build_provider().context("could not set up the LLM provider")?;
+        // Building the tokenizer's tables takes a while; do it off the runtime, before the first request needs it.
+        let encoding = settings.llm.encoding();
+        tokio::task::spawn_blocking(move || recap_llm::init_tokenizer(encoding));
         let sealer = crate::crypto::Sealer::new(
             settings
                 .credentials_encryption_key
@@ -99,6 +110,10 @@ impl Application {
         );
         let mailer = Arc::new(crate::mail::Mailer::new(&settings.mail, settings.environment)?);
         let magic_links = Arc::new(accounts::magic_link::MagicLinkLimits::new(redis.clone()));
+        let sync = Arc::new(crate::sync::SyncState::new(&settings.sync, db.engine(), redis.clone()));
+        let job_context = crate::jobs::JobContext::new(Arc::new(settings.clone()), db.clone(), redis.clone())?;
+        let jobs = Arc::new(crate::jobs::Jobs::new(job_context)?);
+        let gitrecap = Arc::new(crate::gitrecap::GitRecap::new(&settings, redis.clone())?);
         let state = AppState {
             settings: Arc::new(settings),
             db,
@@ -106,8 +121,12 @@ impl Application {
             global_rate_limit,
             auth,
             sealer,
+            gitrecap,
+            jobs,
             mailer,
             magic_links,
+            sync,
+            llm: settings_llm,
             started_at: Instant::now(),
             instance_id,
             shutdown: CancellationToken::new(),
@@ -144,6 +163,8 @@ impl Application {
                 token.clone(),
             )),
             tokio::spawn(self.state.auth.clone().listen_for_invalidations(token.clone())),
+            // Job workers (`WORKERS`) and the scheduler; running jobs get `JOB_SHUTDOWN_GRACE`.
+            self.state.jobs.clone().spawn(self.state.settings.jobs.workers, token.clone()),
         ];
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, service)
@@ -175,6 +196,7 @@ fn router(state: AppState, extra: Router<AppState>) -> Router {
     api.merge(extra)
         .merge(docs)
         .route("/docs", get(ops::routes::docs_redirect))
+        .merge(crate::recaps::ws::routes())
         .fallback(|| async { ApiError::not_found("Not found") })
         // Innermost first: each `.layer` wraps everything above it.
         .layer(from_fn_with_state(state.clone(), rate_limit::global))

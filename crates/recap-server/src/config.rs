@@ -65,6 +65,17 @@ pub struct Settings {
     pub oauth: crate::accounts::oauth::OAuthSettings,
     /// Key material for sealing stored integration credentials; `SECRET_KEY` when unset.
     pub credentials_encryption_key: Option<String>,
+    /// `SESSION_TTL`, `MAX_HISTORY_TOKENS`, `GITLAB_URL`, `AZURE_DEVOPS_URL` (Git Recap).
+    pub gitrecap: crate::gitrecap::GitRecapSettings,
+    pub league: crate::league::LeagueSettings,
+    pub jobs: crate::jobs::JobSettings,
+    pub webhooks: crate::webhooks::WebhookSettings,
+    /// The sync routes (push ingestion): `SYNC_RATE_LIMIT`.
+    pub sync: crate::sync::SyncSettings,
+    /// `OUTBOUND_ALLOWLIST`: what user-supplied outbound URLs may reach (see `http::ssrf`).
+    pub outbound: crate::http::ssrf::OutboundSettings,
+    /// `LLM_*`: which language model writes recaps (the offline writer by default).
+    pub llm: recap_llm::LlmSettings,
 }
 
 /// Identity and access settings.
@@ -158,6 +169,13 @@ impl Default for Settings {
             max_body_bytes: 2 * 1024 * 1024,
             auth: AuthSettings::default(),
             credentials_encryption_key: None,
+            gitrecap: crate::gitrecap::GitRecapSettings::default(),
+            league: crate::league::LeagueSettings::default(),
+            llm: recap_llm::LlmSettings::default(),
+            jobs: crate::jobs::JobSettings::default(),
+            webhooks: crate::webhooks::WebhookSettings::default(),
+            sync: crate::sync::SyncSettings::default(),
+            outbound: crate::http::ssrf::OutboundSettings::default(),
             mail: crate::mail::MailSettings::default(),
             oauth: crate::accounts::oauth::OAuthSettings::default(),
         }
@@ -268,6 +286,14 @@ impl Settings {
         }
 
         s.auth = auth_settings(&get)?;
+        s.gitrecap = crate::gitrecap::GitRecapSettings::from_lookup(&get)?;
+        s.league = crate::league::LeagueSettings::from_lookup(&get)?;
+        s.llm = recap_llm::LlmSettings::from_lookup(&get)
+            .map_err(|e| ConfigError { var: e.variable, message: e.message })?;
+        s.jobs = crate::jobs::JobSettings::from_lookup(&get)?;
+        s.webhooks = crate::webhooks::WebhookSettings::from_lookup(&get)?;
+        s.sync = crate::sync::SyncSettings::from_lookup(&get)?;
+        s.outbound = crate::http::ssrf::OutboundSettings::from_lookup(&get)?;
         if let Some(v) = get("CREDENTIALS_ENCRYPTION_KEY") {
             if v.len() < 32 {
                 return Err(invalid("CREDENTIALS_ENCRYPTION_KEY", "must be at least 32 characters"));

@@ -15,10 +15,18 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Seals integration credentials at rest (see `crypto`).
     pub sealer: crate::crypto::Sealer,
+    /// Git Recap provider sessions and the providers' HTTP client.
+    pub gitrecap: Arc<crate::gitrecap::GitRecap>,
+    /// The job runner: its context (database, outbound HTTP client) and its kinds (see `jobs`).
+    pub jobs: Arc<crate::jobs::Jobs>,
     /// Outgoing mail (magic links).
     pub mailer: Arc<crate::mail::Mailer>,
     /// Request budgets of `POST /api/v1/auth/magic-link`.
     pub magic_links: Arc<crate::accounts::magic_link::MagicLinkLimits>,
+    /// Request budgets of the `/api/v1/sync/...` routes and the SQLite write queue of ingestion.
+    pub sync: Arc<crate::sync::SyncState>,
+    /// The configured LLM (the offline writer unless a provider is set up).
+    pub llm: Arc<dyn recap_llm::LlmProvider>,
     pub started_at: Instant,
     /// Read (or created) once the schema exists; see `/api/v1/status`.
     pub instance_id: Arc<tokio::sync::OnceCell<String>>,

@@ -36,6 +36,56 @@ enum Command {
     /// Manage users
     #[command(subcommand)]
     User(UserCommand),
+    /// Run background job workers (and the scheduler) without the HTTP server
+    Worker {
+        /// Workers to run [env: WORKERS, when greater than 0] [default: 2]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        workers: Option<u32>,
+    },
+    /// Inspect and manage background jobs
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List jobs, newest first
+    List {
+        /// pending, running, succeeded, failed, dead or cancelled
+        #[arg(long, value_parser = ["pending", "running", "succeeded", "failed", "dead", "cancelled"])]
+        state: Option<String>,
+        /// A job kind, e.g. webhook.deliver
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many (1 to 100)
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100))]
+        limit: i64,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry a dead or failed job (one more attempt, due now)
+    Retry { id: String },
+    /// Cancel a pending job
+    Cancel { id: String },
+    /// Enqueue a job of a registered kind
+    Enqueue {
+        kind: String,
+        /// The JSON payload
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Instead of the kind's default
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        max_attempts: Option<i32>,
+        /// Do not enqueue when an unfinished job has this key
+        #[arg(long, conflicts_with = "count")]
+        unique_key: Option<String>,
+        /// Enqueue this many copies (benchmarks, tests)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        count: u32,
+    },
+    /// Run every due job now, in this process, and exit
+    RunPending,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +200,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Db(command) => db(command).await,
         Command::User(command) => user(command).await,
+        Command::Worker { workers } => worker(workers).await,
+        Command::Jobs(command) => jobs(command).await,
     }
 }
 
@@ -267,4 +319,95 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
     }
     db.close().await;
     Ok(())
+}
+
+async fn worker(workers: Option<u32>) -> anyhow::Result<()> {
+    let settings = settings()?;
+    let count =
+        workers.map(|n| n as usize).unwrap_or(if settings.jobs.workers > 0 { settings.jobs.workers } else { 2 });
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing running jobs");
+        stop.cancel();
+    });
+    // Printed for scripts and tests that wait for the worker to start.
+    println!("worker running with {count} workers");
+    recap_server::jobs::worker::run_standalone(settings, count, token).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
+    use recap_server::jobs::{self as job, service};
+    let mut settings = settings()?;
+    let db = Db::connect(&settings).await?;
+    match command {
+        JobsCommand::List { state, kind, limit, json } => {
+            let paging = recap_server::http::pagination::Paging { page: 1, size: limit };
+            let (rows, total) = job::store::list(&db, state.as_deref(), kind.as_deref(), paging).await?;
+            if json {
+                let out: Vec<_> = rows.iter().map(job::model::JobOut::from).collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for r in &rows {
+                    let error = r.last_error.as_deref().unwrap_or("").lines().next().unwrap_or("");
+                    println!(
+                        "{} {:<28} {:<9} {}/{} {} {}",
+                        r.id,
+                        r.kind,
+                        r.state,
+                        r.attempts,
+                        r.max_attempts,
+                        recap_server::time::rfc3339(r.run_at),
+                        error
+                    );
+                }
+                eprintln!("{} of {total} jobs", rows.len());
+            }
+        }
+        JobsCommand::Retry { id } => {
+            let job = service::retry(&db, job_id(&id)?, service::Actor::default()).await?;
+            println!("{} {} is pending again ({} attempts so far)", job.id, job.kind, job.attempts);
+        }
+        JobsCommand::Cancel { id } => {
+            let job = service::cancel(&db, job_id(&id)?, service::Actor::default()).await?;
+            println!("{} {} cancelled", job.id, job.kind);
+        }
+        JobsCommand::Enqueue { kind, payload, max_attempts, unique_key, count } => {
+            let payload: serde_json::Value = serde_json::from_str(&payload).context("--payload is not valid JSON")?;
+            recap_server::secret::resolve_secret_key(&mut settings)?;
+            let registry = job::registry(&settings)?;
+            let options =
+                job::Enqueue { unique: unique_key.map(job::Unique::WhileUnfinished), ..job::Enqueue::default() };
+            if count > 1 {
+                let n =
+                    service::enqueue_many(&db, &registry, &kind, &payload, max_attempts.unwrap_or(5), count as usize)
+                        .await?;
+                println!("{n} jobs enqueued");
+            } else {
+                let enqueued =
+                    service::enqueue_by_name(&db, &registry, &kind, &payload, max_attempts.unwrap_or(5), options)
+                        .await?;
+                if enqueued.created {
+                    println!("{} enqueued", enqueued.id);
+                } else {
+                    println!("{} already queued ({})", enqueued.id, enqueued.state);
+                }
+            }
+        }
+        JobsCommand::RunPending => {
+            recap_server::secret::resolve_secret_key(&mut settings)?;
+            let ctx = job::JobContext::new(std::sync::Arc::new(settings), db.clone(), None)?;
+            let ran = job::Jobs::new(ctx)?.run_pending().await?;
+            println!("ran {ran} job attempts");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn job_id(raw: &str) -> anyhow::Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(raw.trim()).map_err(|_| anyhow::anyhow!("{raw:?} is not a job id"))
 }

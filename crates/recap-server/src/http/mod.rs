@@ -8,3 +8,4 @@ pub mod pagination;
 pub mod rate_limit;
 pub mod request_id;
 pub mod security;
+pub mod ssrf;

@@ -17,6 +17,7 @@ use crate::{
         pagination::{Page, PageParams},
     },
     state::AppState,
+    webhooks,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -56,8 +57,10 @@ async fn create_item(
     let new = input.validate()?;
     let mut tx = state.db.begin().await?;
     let row = store::insert(&mut tx, caller.user.id, &new).await?;
+    let out = ItemOut::from(&row);
+    webhooks::emit(&mut tx, caller.user.id, webhooks::events::ITEM_CREATED, serde_json::json!(out)).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, axum::Json(ItemOut::from(&row))))
+    Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
 /// One of the caller's items.
@@ -89,8 +92,10 @@ async fn patch_item(
     let changes = patch.validate()?;
     let mut tx = state.db.begin().await?;
     let row = store::update(&mut tx, caller.user.id, id, &changes).await?.ok_or_else(|| item_not_found(&raw_id))?;
+    let out = ItemOut::from(&row);
+    webhooks::emit(&mut tx, caller.user.id, webhooks::events::ITEM_UPDATED, serde_json::json!(out)).await?;
     tx.commit().await?;
-    Ok(axum::Json(ItemOut::from(&row)))
+    Ok(axum::Json(out))
 }
 
 /// Delete one of the caller's items.
@@ -108,6 +113,7 @@ async fn delete_item(
     if !deleted {
         return Err(item_not_found(&raw_id));
     }
+    webhooks::emit(&mut tx, caller.user.id, webhooks::events::ITEM_DELETED, serde_json::json!({ "id": id })).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -27,8 +27,15 @@ use crate::error::{ErrorBody, ErrorEnvelope, FieldError};
         (name = "api-keys", description = "API keys for machine clients"),
         (name = "audit", description = "The audit log (admin)"),
         (name = "projects", description = "Projects and their members"),
+        (name = "gitrecap", description = "Git Recap: provider sessions (PAT, GitHub OAuth, Recap), repositories and activity"),
         (name = "repositories", description = "Repositories of a project"),
+        (name = "sync", description = "Push ingestion of commits and sync status (gitleague-client; JWT or API key)"),
+        (name = "commits", description = "Commits of a repository and their statistics"),
+        (name = "league", description = "Scoring, identities and leaderboards"),
+        (name = "recaps", description = "AI recaps of a project's activity"),
         (name = "items", description = "The caller's own items (example CRUD)"),
+        (name = "webhooks", description = "The caller's outgoing webhooks, the event catalogue and delivery logs"),
+        (name = "jobs", description = "The background job queue (admin)"),
     )
 )]
 pub struct ApiDoc;
@@ -62,6 +69,8 @@ const UNDOCUMENTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/openapi.json", "The OpenAPI 3.1 document"),
     ("GET", "/api/docs", "Swagger UI, served from the binary"),
     ("GET", "/docs", "Redirects to /api/docs"),
+    ("GET", "/ws/{session_id}", "WebSocket: a streamed recap of a Git Recap session"),
+    ("GET", "/ws/{session_id}/{action_type}", "WebSocket: a streamed recap, release notes or pull request description"),
 ];
 
 pub fn route_table(doc: &OpenApiDoc) -> Vec<RouteInfo> {

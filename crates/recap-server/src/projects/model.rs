@@ -140,8 +140,15 @@ pub struct RepoPatch {
     pub branch: Option<String>,
     pub sync_frequency: Option<String>,
     pub sync_method: Option<String>,
+    /// `null` removes stored credentials; leaving the field out keeps them.
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "present")]
     pub credentials: Option<serde_json::Value>,
+}
+
+/// A field that is present, even as `null` (`Some(Value::Null)`); a missing field stays `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    <serde_json::Value as Deserialize>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

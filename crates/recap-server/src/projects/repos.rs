@@ -64,7 +64,13 @@ fn check(state: &AppState, input: RepoPatch, current: Option<&RepoRow>) -> Resul
         (None, c) => c.and_then(|c| c.remote_type.clone()),
     };
     let sync_method = match (&input.sync_method, current) {
-        (None, Some(c)) => if c.sync_method == "pull" { "pull" } else { "push_client" },
+        (None, Some(c)) => {
+            if c.sync_method == "pull" {
+                "pull"
+            } else {
+                "push_client"
+            }
+        }
         (m, _) => sync_method(m.as_deref(), &mut errors).unwrap_or("push_client"),
     };
     let sync_frequency = match (&input.sync_frequency, current) {
@@ -76,14 +82,23 @@ fn check(state: &AppState, input: RepoPatch, current: Option<&RepoRow>) -> Resul
         Some(serde_json::Value::Null) => Some(None),
         Some(v @ serde_json::Value::Object(_)) => Some(Some(state.sealer.seal(&v.to_string())?)),
         Some(_) => {
-            errors.push(crate::error::FieldError::new(vec!["body".into(), "credentials".into()], "must be an object", "type_error"));
+            errors.push(crate::error::FieldError::new(
+                vec!["body".into(), "credentials".into()],
+                "must be an object",
+                "type_error",
+            ));
             None
         }
     };
     finish(Checked { name, remote_url, remote_type, branch, sync_frequency, sync_method, credentials }, errors)
 }
 
-async fn create(state: &AppState, caller: &CurrentUser, project_id: &str, input: RepoIn) -> ApiResult<(StatusCode, axum::Json<RepoOut>)> {
+async fn create(
+    state: &AppState,
+    caller: &CurrentUser,
+    project_id: &str,
+    input: RepoIn,
+) -> ApiResult<(StatusCode, axum::Json<RepoOut>)> {
     let (project, _) = require_project(&state.db, project_id, caller.user.id, ProjectRole::Maintainer).await?;
     let patch = RepoPatch {
         name: Some(input.name),
@@ -111,12 +126,23 @@ async fn create(state: &AppState, caller: &CurrentUser, project_id: &str, input:
     )
     .await
     .map_err(|e| if is_unique_violation(&e) { duplicate(&c.name) } else { e.into() })?;
-    audit::record(&mut tx, AuditEntry::new("create_repository", Some(caller.user.id), Some(caller.ip)).resource("repository", repo.id).details(format!("Created repository '{}' ({})", repo.name, repo.sync_method))).await?;
+    audit::record(
+        &mut tx,
+        AuditEntry::new("create_repository", Some(caller.user.id), Some(caller.ip))
+            .resource("repository", repo.id)
+            .details(format!("Created repository '{}' ({})", repo.name, repo.sync_method)),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(RepoOut::from(&repo))))
 }
 
-async fn list(state: &AppState, caller: &CurrentUser, project_id: &str, params: PageParams) -> ApiResult<axum::Json<Page<RepoOut>>> {
+async fn list(
+    state: &AppState,
+    caller: &CurrentUser,
+    project_id: &str,
+    params: PageParams,
+) -> ApiResult<axum::Json<Page<RepoOut>>> {
     let paging = params.validate()?;
     let (project, _) = require_project(&state.db, project_id, caller.user.id, ProjectRole::Viewer).await?;
     let (rows, total) = store::list_repos(&state.db, project.id, paging).await?;
@@ -126,35 +152,59 @@ async fn list(state: &AppState, caller: &CurrentUser, project_id: &str, params: 
 /// Add a repository (owner or maintainer). `sync_method` is honoured as given.
 #[utoipa::path(post, path = "/api/v1/projects/{project_id}/repos", tag = "repositories", security(("bearer" = [])), params(("project_id" = Uuid, Path)), request_body = RepoIn,
     responses((status = 201, body = RepoOut), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
-async fn create_repo(State(state): State<AppState>, caller: CurrentUser, Path(project_id): Path<String>, Json(input): Json<RepoIn>) -> ApiResult<(StatusCode, axum::Json<RepoOut>)> {
+async fn create_repo(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(project_id): Path<String>,
+    Json(input): Json<RepoIn>,
+) -> ApiResult<(StatusCode, axum::Json<RepoOut>)> {
     create(&state, &caller, &project_id, input).await
 }
 
 /// The project's repositories (any role).
 #[utoipa::path(get, path = "/api/v1/projects/{project_id}/repos", tag = "repositories", security(("bearer" = [])), params(("project_id" = Uuid, Path), PageParams),
     responses((status = 200, body = Page<RepoOut>), (status = 404, body = ErrorEnvelope)))]
-async fn list_repos(State(state): State<AppState>, caller: CurrentUser, Path(project_id): Path<String>, Query(params): Query<PageParams>) -> ApiResult<axum::Json<Page<RepoOut>>> {
+async fn list_repos(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(project_id): Path<String>,
+    Query(params): Query<PageParams>,
+) -> ApiResult<axum::Json<Page<RepoOut>>> {
     list(&state, &caller, &project_id, params).await
 }
 
 /// Add a repository (the league contract's original path).
 #[utoipa::path(post, path = "/api/v1/repos/projects/{project_id}/repos", tag = "repositories", security(("bearer" = [])), params(("project_id" = Uuid, Path)), request_body = RepoIn,
     responses((status = 201, body = RepoOut), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
-async fn create_repo_legacy(State(state): State<AppState>, caller: CurrentUser, Path(project_id): Path<String>, Json(input): Json<RepoIn>) -> ApiResult<(StatusCode, axum::Json<RepoOut>)> {
+async fn create_repo_legacy(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(project_id): Path<String>,
+    Json(input): Json<RepoIn>,
+) -> ApiResult<(StatusCode, axum::Json<RepoOut>)> {
     create(&state, &caller, &project_id, input).await
 }
 
 /// The project's repositories (the league contract's original path).
 #[utoipa::path(get, path = "/api/v1/repos/projects/{project_id}/repos", tag = "repositories", security(("bearer" = [])), params(("project_id" = Uuid, Path), PageParams),
     responses((status = 200, body = Page<RepoOut>), (status = 404, body = ErrorEnvelope)))]
-async fn list_repos_legacy(State(state): State<AppState>, caller: CurrentUser, Path(project_id): Path<String>, Query(params): Query<PageParams>) -> ApiResult<axum::Json<Page<RepoOut>>> {
+async fn list_repos_legacy(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(project_id): Path<String>,
+    Query(params): Query<PageParams>,
+) -> ApiResult<axum::Json<Page<RepoOut>>> {
     list(&state, &caller, &project_id, params).await
 }
 
 /// One repository (any role in its project).
 #[utoipa::path(get, path = "/api/v1/repos/{repo_id}", tag = "repositories", security(("bearer" = [])), params(("repo_id" = Uuid, Path)),
     responses((status = 200, body = RepoOut), (status = 404, body = ErrorEnvelope)))]
-async fn get_repo(State(state): State<AppState>, caller: CurrentUser, Path(repo_id): Path<String>) -> ApiResult<axum::Json<RepoOut>> {
+async fn get_repo(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(repo_id): Path<String>,
+) -> ApiResult<axum::Json<RepoOut>> {
     let (repo, _) = require_repo(&state.db, &repo_id, caller.user.id, ProjectRole::Viewer).await?;
     Ok(axum::Json(RepoOut::from(&repo)))
 }
@@ -162,7 +212,12 @@ async fn get_repo(State(state): State<AppState>, caller: CurrentUser, Path(repo_
 /// Change a repository (owner or maintainer); `credentials: null` removes stored credentials.
 #[utoipa::path(patch, path = "/api/v1/repos/{repo_id}", tag = "repositories", security(("bearer" = [])), params(("repo_id" = Uuid, Path)), request_body = RepoPatch,
     responses((status = 200, body = RepoOut), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
-async fn patch_repo(State(state): State<AppState>, caller: CurrentUser, Path(repo_id): Path<String>, Json(patch): Json<RepoPatch>) -> ApiResult<axum::Json<RepoOut>> {
+async fn patch_repo(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(repo_id): Path<String>,
+    Json(patch): Json<RepoPatch>,
+) -> ApiResult<axum::Json<RepoOut>> {
     let (repo, _) = require_repo(&state.db, &repo_id, caller.user.id, ProjectRole::Maintainer).await?;
     let c = check(&state, patch, Some(&repo))?;
     let credentials = match c.credentials {
@@ -185,7 +240,11 @@ async fn patch_repo(State(state): State<AppState>, caller: CurrentUser, Path(rep
     )
     .await
     .map_err(|e| if is_unique_violation(&e) { duplicate(&c.name) } else { e.into() })?;
-    audit::record(&mut tx, AuditEntry::new("update_repository", Some(caller.user.id), Some(caller.ip)).resource("repository", repo.id)).await?;
+    audit::record(
+        &mut tx,
+        AuditEntry::new("update_repository", Some(caller.user.id), Some(caller.ip)).resource("repository", repo.id),
+    )
+    .await?;
     tx.commit().await?;
     Ok(axum::Json(RepoOut::from(&updated)))
 }
@@ -193,12 +252,21 @@ async fn patch_repo(State(state): State<AppState>, caller: CurrentUser, Path(rep
 /// Delete a repository and its commits (owner or maintainer).
 #[utoipa::path(delete, path = "/api/v1/repos/{repo_id}", tag = "repositories", security(("bearer" = [])), params(("repo_id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-async fn delete_repo(State(state): State<AppState>, caller: CurrentUser, Path(repo_id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_repo(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(repo_id): Path<String>,
+) -> ApiResult<StatusCode> {
     let (repo, _) = require_repo(&state.db, &repo_id, caller.user.id, ProjectRole::Maintainer).await?;
     let mut tx = state.db.begin().await?;
     store::delete_repo(&mut tx, repo.id).await?;
-    audit::record(&mut tx, AuditEntry::new("delete_repository", Some(caller.user.id), Some(caller.ip)).resource("repository", repo.id).details(format!("Deleted repository '{}'", repo.name))).await?;
+    audit::record(
+        &mut tx,
+        AuditEntry::new("delete_repository", Some(caller.user.id), Some(caller.ip))
+            .resource("repository", repo.id)
+            .details(format!("Deleted repository '{}'", repo.name)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

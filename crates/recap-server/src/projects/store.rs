@@ -51,7 +51,13 @@ impl std::fmt::Debug for RepoRow {
 pub const REPO_COLUMNS: &str = "id, project_id, name, remote_url, remote_type, branch, sync_frequency, sync_method, \
      status, last_sync_at, last_ingested_sha, error_message, credentials_encrypted, created_at, updated_at";
 
-pub async fn insert_project(tx: &mut Tx, name: &str, slug: &str, description: Option<&str>, owner: Uuid) -> Result<Uuid, sqlx::Error> {
+pub async fn insert_project(
+    tx: &mut Tx,
+    name: &str,
+    slug: &str,
+    description: Option<&str>,
+    owner: Uuid,
+) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     let now = OffsetDateTime::now_utc();
     on_tx!(tx, |conn| sqlx::query(
@@ -125,7 +131,11 @@ pub async fn member_role(db: &Db, project_id: Uuid, user_id: Uuid) -> Result<Opt
 }
 
 /// Projects the user holds a role in, newest first, with that role.
-pub async fn list_projects(db: &Db, user_id: Uuid, paging: Paging) -> Result<(Vec<(ProjectRow, String)>, i64), sqlx::Error> {
+pub async fn list_projects(
+    db: &Db,
+    user_id: Uuid,
+    paging: Paging,
+) -> Result<(Vec<(ProjectRow, String)>, i64), sqlx::Error> {
     #[derive(FromRow)]
     struct Listed {
         #[sqlx(flatten)]
@@ -142,10 +152,11 @@ pub async fn list_projects(db: &Db, user_id: Uuid, paging: Paging) -> Result<(Ve
         .bind(paging.offset())
         .fetch_all(pool)
         .await)?;
-    let total = on_db!(db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM project_members WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_one(pool)
-        .await)?;
+    let total =
+        on_db!(db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM project_members WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(pool)
+            .await)?;
     Ok((rows.into_iter().map(|l| (l.project, l.role)).collect(), total))
 }
 
@@ -241,7 +252,10 @@ pub async fn delete_repo(tx: &mut Tx, id: Uuid) -> Result<(), sqlx::Error> {
 
 pub async fn repo_by_id(db: &Db, id: Uuid) -> Result<Option<RepoRow>, sqlx::Error> {
     let sql = format!("SELECT {REPO_COLUMNS} FROM repositories WHERE id = $1");
-    on_db!(db, |pool| sqlx::query_as::<_, RepoRow>(sqlx::AssertSqlSafe(sql.clone())).bind(id).fetch_optional(pool).await)
+    on_db!(db, |pool| sqlx::query_as::<_, RepoRow>(sqlx::AssertSqlSafe(sql.clone()))
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
 }
 
 /// A repository of `project_id` by its id or, failing that, its name (gitleague-client puts
@@ -276,9 +290,10 @@ pub async fn list_repos(db: &Db, project_id: Uuid, paging: Paging) -> Result<(Ve
         .bind(paging.offset())
         .fetch_all(pool)
         .await)?;
-    let total = on_db!(db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM repositories WHERE project_id = $1")
-        .bind(project_id)
-        .fetch_one(pool)
-        .await)?;
+    let total =
+        on_db!(db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM repositories WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_one(pool)
+            .await)?;
     Ok((rows, total))
 }

@@ -14,6 +14,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorEnvelope, FieldError},
     http::extract::{Json, Path, Query},
     state::AppState,
+    webhooks,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -93,8 +94,10 @@ async fn create_key(
             .details(format!("Created API key '{name}' with prefix {prefix}")),
     )
     .await?;
+    let out = ApiKeyOut::from(&row);
+    webhooks::emit(&mut tx, caller.user.id, webhooks::events::API_KEY_CREATED, serde_json::json!(out)).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, axum::Json(ApiKeyCreatedOut { key: ApiKeyOut::from(&row), full_key })))
+    Ok((StatusCode::CREATED, axum::Json(ApiKeyCreatedOut { key: out, full_key })))
 }
 
 /// Create an API key (same as with the trailing slash).
@@ -156,10 +159,12 @@ async fn revoke_key(
             .details(format!("Revoked API key '{}' ({})", revoked.name, revoked.prefix)),
     )
     .await?;
+    let out = ApiKeyOut::from(&revoked);
+    webhooks::emit(&mut tx, caller.user.id, webhooks::events::API_KEY_REVOKED, serde_json::json!(out)).await?;
     tx.commit().await?;
     state.auth.invalidate(Invalidation::ApiKey(revoked.prefix.clone())).await;
     Ok(axum::Json(ApiKeyRevokedOut {
         message: format!("API key '{}' has been revoked", revoked.name),
-        revoked_key: ApiKeyOut::from(&revoked),
+        revoked_key: out,
     }))
 }

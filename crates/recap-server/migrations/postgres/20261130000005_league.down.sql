@@ -1,0 +1,4 @@
+DROP TABLE author_daily_stats;
+DROP TABLE identity_emails;
+DROP TABLE identities;
+DROP TABLE scoring_configs;

@@ -1,0 +1,162 @@
+//! Per-author daily totals, kept current by the ingestion transaction ([`record_ingested`]) and
+//! rebuilt when a project's coefficients change ([`recompute`]). Leaderboards read only these.
+
+use std::collections::HashMap;
+
+use futures::TryStreamExt;
+use sqlx::{QueryBuilder, types::Json};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use super::scoring::{Coefficients, metrics};
+use crate::{db::Tx, on_tx};
+
+/// What a leaderboard needs of one commit.
+#[derive(Debug, Clone)]
+pub struct StatCommit<'a> {
+    pub author_email: &'a str,
+    pub author_name: &'a str,
+    pub commit_date: OffsetDateTime,
+    pub additions: i64,
+    pub deletions: i64,
+    pub files_changed: i64,
+    pub title: &'a str,
+}
+
+#[derive(Debug, Default, Clone)]
+struct DayTotals {
+    author_name: String,
+    commits: i64,
+    additions: i64,
+    deletions: i64,
+    pts: i64,
+    reb: i64,
+    ast: i64,
+    blk: i64,
+    tov: i64,
+    impact: f64,
+}
+
+pub async fn coefficients(tx: &mut Tx, project_id: Uuid) -> Result<Coefficients, sqlx::Error> {
+    let stored: Option<Json<Coefficients>> =
+        on_tx!(tx, |conn| sqlx::query_scalar("SELECT coefficients FROM scoring_configs WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_optional(conn)
+            .await)?;
+    Ok(stored.map(|Json(c)| c).unwrap_or_default())
+}
+
+fn add(totals: &mut HashMap<(String, Date), DayTotals>, c: &Coefficients, commit: &StatCommit<'_>) {
+    let m = metrics(c, commit.additions, commit.deletions, commit.files_changed, commit.title);
+    let day = commit.commit_date.to_offset(time::UtcOffset::UTC).date();
+    let t = totals.entry((commit.author_email.to_owned(), day)).or_default();
+    if t.author_name.is_empty() {
+        t.author_name = commit.author_name.to_owned();
+    }
+    t.commits += 1;
+    t.additions += commit.additions;
+    t.deletions += commit.deletions;
+    t.pts += m.pts;
+    t.reb += m.reb;
+    t.ast += m.ast;
+    t.blk += m.blk;
+    t.tov += m.tov;
+    t.impact += m.impact;
+}
+
+/// Adds newly inserted commits of `project_id` to the daily totals, inside the ingesting transaction.
+pub async fn record_ingested(tx: &mut Tx, project_id: Uuid, commits: &[StatCommit<'_>]) -> Result<(), sqlx::Error> {
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let c = coefficients(tx, project_id).await?;
+    let mut totals = HashMap::new();
+    for commit in commits {
+        add(&mut totals, &c, commit);
+    }
+    upsert(tx, project_id, totals).await
+}
+
+/// 13 bound values per row; 500 rows stay well under both engines' parameter limits.
+const ROWS_PER_STATEMENT: usize = 500;
+
+async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), DayTotals>) -> Result<(), sqlx::Error> {
+    let rows: Vec<((String, Date), DayTotals)> = totals.into_iter().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        on_tx!(tx, |conn| {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO author_daily_stats (project_id, author_email, day, author_name, commits, additions, \
+                 deletions, pts, reb, ast, blk, tov, impact) ",
+            );
+            q.push_values(chunk, |mut b, ((email, day), t)| {
+                b.push_bind(project_id)
+                    .push_bind(email)
+                    .push_bind(*day)
+                    .push_bind(&t.author_name)
+                    .push_bind(t.commits)
+                    .push_bind(t.additions)
+                    .push_bind(t.deletions)
+                    .push_bind(t.pts)
+                    .push_bind(t.reb)
+                    .push_bind(t.ast)
+                    .push_bind(t.blk)
+                    .push_bind(t.tov)
+                    .push_bind(t.impact);
+            });
+            q.push(
+                " ON CONFLICT (project_id, day, author_email) DO UPDATE SET \
+                 author_name = excluded.author_name, \
+                 commits = author_daily_stats.commits + excluded.commits, \
+                 additions = author_daily_stats.additions + excluded.additions, \
+                 deletions = author_daily_stats.deletions + excluded.deletions, \
+                 pts = author_daily_stats.pts + excluded.pts, reb = author_daily_stats.reb + excluded.reb, \
+                 ast = author_daily_stats.ast + excluded.ast, blk = author_daily_stats.blk + excluded.blk, \
+                 tov = author_daily_stats.tov + excluded.tov, impact = author_daily_stats.impact + excluded.impact",
+            );
+            q.build().execute(&mut *conn).await.map(|_| ())
+        })?;
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct CommitRow {
+    author_email: String,
+    author_name: String,
+    commit_date: OffsetDateTime,
+    additions: i64,
+    deletions: i64,
+    files_changed: i64,
+    message_title: String,
+}
+
+/// Rebuilds a project's totals from its commits (after a coefficient change). Streams the
+/// commits, so memory is bounded by the number of (author, day) pairs, not of commits.
+pub async fn recompute(tx: &mut Tx, project_id: Uuid) -> Result<(), sqlx::Error> {
+    let c = coefficients(tx, project_id).await?;
+    on_tx!(tx, |conn| sqlx::query("DELETE FROM author_daily_stats WHERE project_id = $1")
+        .bind(project_id)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ()))?;
+    const SQL: &str = "SELECT c.author_email, c.author_name, c.commit_date, c.additions, c.deletions, c.files_changed, \
+         c.message_title FROM commits c JOIN repositories r ON r.id = c.repo_id WHERE r.project_id = $1";
+    let mut totals = HashMap::new();
+    on_tx!(tx, |conn| {
+        let mut rows = sqlx::query_as::<_, CommitRow>(SQL).bind(project_id).fetch(&mut *conn);
+        while let Some(r) = rows.try_next().await? {
+            let commit = StatCommit {
+                author_email: &r.author_email,
+                author_name: &r.author_name,
+                commit_date: r.commit_date,
+                additions: r.additions,
+                deletions: r.deletions,
+                files_changed: r.files_changed,
+                title: &r.message_title,
+            };
+            add(&mut totals, &c, &commit);
+        }
+        Ok::<(), sqlx::Error>(())
+    })?;
+    upsert(tx, project_id, totals).await
+}

@@ -1,0 +1,114 @@
+//! Git activity data: push ingestion of commits (the league contract's `/api/v1/sync/...` routes),
+//! the sync status of a repository, and the commit queries.
+//!
+//! `service::ingest` is the one write path for commits: the push route calls it, and pull sync
+//! is meant to call it too, so both keep the same status lifecycle, audit row and event.
+
+pub mod model;
+pub mod routes;
+pub mod service;
+pub mod store;
+
+use std::{sync::Arc, time::Duration};
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{config::ConfigError, db::Engine, http::rate_limit::Policy, redis::RedisHandle, state::AppState};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    routes::router()
+}
+
+/// Settings of the sync routes.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Requests per minute on the push route per credential (API key, or user for a JWT), and on
+    /// the status route per client IP and path (`SYNC_RATE_LIMIT`, default 100).
+    pub rate_limit: u32,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings { rate_limit: 100 }
+    }
+}
+
+impl SyncSettings {
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<SyncSettings, ConfigError> {
+        let mut s = SyncSettings::default();
+        if let Some(v) = get("SYNC_RATE_LIMIT") {
+            s.rate_limit = match v.parse::<u32>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(ConfigError {
+                        var: "SYNC_RATE_LIMIT",
+                        message: format!("must be a whole number greater than zero, got {v:?}"),
+                    });
+                }
+            };
+        }
+        Ok(s)
+    }
+}
+
+/// What the sync routes share, created once per app: the request budgets of the two routes and
+/// the write queue of ingestion.
+pub struct SyncState {
+    /// `POST …/commits`: per API key (or per user for a JWT), across its repositories.
+    pub push_limit: Arc<Policy>,
+    /// `GET …/status`: per client IP and exact path, as in the original service.
+    pub status_limit: Arc<Policy>,
+    pub writes: WriteGate,
+}
+
+impl SyncState {
+    pub fn new(settings: &SyncSettings, engine: Engine, redis: Option<Arc<RedisHandle>>) -> SyncState {
+        let minute = Duration::from_secs(60);
+        SyncState {
+            push_limit: Policy::new("sync_push", settings.rate_limit, minute, redis.clone()),
+            status_limit: Policy::new("sync_status", settings.rate_limit, minute, redis),
+            writes: WriteGate::new(engine),
+        }
+    }
+}
+
+/// Queues this process's ingest transactions on SQLite.
+///
+/// SQLite has one writer at a time, and a connection that finds the database locked sleeps and
+/// retries (1, 2, 5, … up to 100 ms per retry), so concurrent pushes racing for the lock leave it
+/// idle between transactions and the unluckiest wait for seconds. Waiting here instead is FIFO and
+/// wakes the next push the moment the previous one commits. PostgreSQL needs no queue (row
+/// locks, and rows inserted in SHA order).
+pub struct WriteGate(Option<tokio::sync::Mutex<()>>);
+
+impl WriteGate {
+    pub fn new(engine: Engine) -> WriteGate {
+        WriteGate((engine == Engine::Sqlite).then(|| tokio::sync::Mutex::new(())))
+    }
+
+    /// Hold the returned guard for the whole write transaction.
+    pub async fn enter(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.0 {
+            Some(mutex) => Some(mutex.lock().await),
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_setting_is_checked() {
+        let s = SyncSettings::from_lookup(&|_: &str| None).unwrap();
+        assert_eq!(s.rate_limit, 100);
+        let s = SyncSettings::from_lookup(&|k: &str| (k == "SYNC_RATE_LIMIT").then(|| "5000".to_owned())).unwrap();
+        assert_eq!(s.rate_limit, 5000);
+        for bad in ["0", "-1", "many"] {
+            let err =
+                SyncSettings::from_lookup(&|k: &str| (k == "SYNC_RATE_LIMIT").then(|| bad.to_owned())).unwrap_err();
+            assert_eq!(err.var, "SYNC_RATE_LIMIT");
+        }
+    }
+}

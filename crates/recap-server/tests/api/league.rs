@@ -1,0 +1,353 @@
+//! Scoring, identities and leaderboards over commits pushed through the real ingestion route.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use recap_server::league::scoring::{Coefficients, metrics};
+use serde_json::{Value, json};
+
+use crate::{
+    engine_tests,
+    helpers::{Engine, SignedIn, TestApp, assert_envelope, spawn},
+};
+
+struct Setup {
+    owner: SignedIn,
+    project_id: String,
+    repo_id: String,
+}
+
+async fn setup(app: &TestApp) -> Setup {
+    let owner = app.signed_in("owner@example.com").await;
+    let project: Value = app
+        .post_as("/api/v1/projects", &owner.access_token)
+        .json(&json!({"name": "League", "slug": "league"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let project_id = project["id"].as_str().unwrap().to_owned();
+    let repo: Value = app
+        .post_as(&format!("/api/v1/projects/{project_id}/repos"), &owner.access_token)
+        .json(&json!({"name": "core", "sync_method": "push_client"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Setup { owner, project_id, repo_id: repo["id"].as_str().unwrap().to_owned() }
+}
+
+/// A deterministic history: six authors (one a bot, one with two e-mails), varied sizes, titles
+/// that trigger BLK/TOV, spread over days.
+fn history(n: usize) -> Vec<Value> {
+    let authors = [
+        ("Ada", "ada@example.com"),
+        ("Ada L", "ada@home.example"),
+        ("Bob", "bob@example.com"),
+        ("Cy", "cy@example.com"),
+        ("dependabot[bot]", "49699333+dependabot[bot]@users.noreply.github.com"),
+        ("Dee", "dee@example.com"),
+    ];
+    let titles =
+        ["Add parser", "Fix crash on empty input", "WIP: refactor", "Update docs", "Revert bad change", "bump deps"];
+    (0..n)
+        .map(|i| {
+            let (name, email) = authors[(i * 7 + i / 3) % authors.len()];
+            let day = 1 + (i % 27);
+            json!({
+                "sha": format!("{:040x}", 0xabc000 + i),
+                "author_name": name, "author_email": email,
+                "committer_name": name, "committer_email": email,
+                "commit_date": format!("2026-03-{day:02}T{:02}:15:00Z", i % 24),
+                "message_title": titles[i % titles.len()],
+                "message_body": null,
+                "additions": (i * 37) % 1500, "deletions": (i * 13) % 700, "files_changed": i % 6,
+                "is_merge": false, "parent_count": 1,
+            })
+        })
+        .collect()
+}
+
+async fn push(app: &TestApp, s: &Setup, commits: &[Value]) {
+    for batch in commits.chunks(100) {
+        let response = app
+            .post_as(
+                &format!("/api/v1/sync/projects/{}/repos/{}/commits", s.project_id, s.repo_id),
+                &s.owner.access_token,
+            )
+            .json(&json!({"commits": batch}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct Expected {
+    commits: i64,
+    additions: i64,
+    deletions: i64,
+    pts: i64,
+    reb: i64,
+    ast: i64,
+    blk: i64,
+    tov: i64,
+    impact: f64,
+    days: BTreeSet<String>,
+}
+
+/// The direct computation the board must equal.
+fn expected(
+    commits: &[Value],
+    c: &Coefficients,
+    person_of: impl Fn(&str) -> Option<String>,
+) -> BTreeMap<String, Expected> {
+    let mut people: BTreeMap<String, Expected> = BTreeMap::new();
+    for commit in commits {
+        let Some(person) = person_of(commit["author_email"].as_str().unwrap()) else { continue };
+        let m = metrics(
+            c,
+            commit["additions"].as_i64().unwrap(),
+            commit["deletions"].as_i64().unwrap(),
+            commit["files_changed"].as_i64().unwrap(),
+            commit["message_title"].as_str().unwrap(),
+        );
+        let e = people.entry(person).or_default();
+        e.commits += 1;
+        e.additions += commit["additions"].as_i64().unwrap();
+        e.deletions += commit["deletions"].as_i64().unwrap();
+        e.pts += m.pts;
+        e.reb += m.reb;
+        e.ast += m.ast;
+        e.blk += m.blk;
+        e.tov += m.tov;
+        e.impact += m.impact;
+        e.days.insert(commit["commit_date"].as_str().unwrap()[..10].to_owned());
+    }
+    people
+}
+
+fn check_board(board: &Value, want: &BTreeMap<String, Expected>, key_of: impl Fn(&Value) -> String) {
+    let items = board["items"].as_array().unwrap();
+    assert_eq!(items.len(), want.len(), "{board}");
+    for item in items {
+        let key = key_of(item);
+        let e = want.get(&key).unwrap_or_else(|| panic!("unexpected person {key}"));
+        assert_eq!(item["commits"], e.commits, "{key}");
+        assert_eq!(item["additions"], e.additions, "{key}");
+        assert_eq!(item["deletions"], e.deletions, "{key}");
+        assert_eq!((item["pts"].as_i64(), item["reb"].as_i64()), (Some(e.pts), Some(e.reb)), "{key}");
+        assert_eq!(
+            (item["ast"].as_i64(), item["blk"].as_i64(), item["tov"].as_i64()),
+            (Some(e.ast), Some(e.blk), Some(e.tov)),
+            "{key}"
+        );
+        assert!(
+            (item["impact"].as_f64().unwrap() - e.impact).abs() < 0.01,
+            "{key}: {} vs {}",
+            item["impact"],
+            e.impact
+        );
+        assert_eq!(item["active_days"], e.days.len(), "{key}");
+    }
+}
+
+engine_tests!(leaderboard_equals_a_direct_computation, scoring_and_identities_rules);
+
+async fn leaderboard_equals_a_direct_computation(engine: Engine) {
+    let Some(app) = spawn(engine).await else { return };
+    let s = setup(&app).await;
+    let commits = history(240);
+    push(&app, &s, &commits[..120]).await;
+    let board_path = format!("/api/v1/projects/{}/leaderboard?period=all&metric=impact&size=100", s.project_id);
+    let not_bot = |email: &str| (!email.contains("[bot]")).then(|| email.to_owned());
+
+    let board: Value = app.get_as(&board_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    check_board(&board, &expected(&commits[..120], &Coefficients::default(), not_bot), |i| {
+        i["email"].as_str().unwrap().to_owned()
+    });
+    // Never stale: right after the next ingestion the figures include it.
+    push(&app, &s, &commits[120..]).await;
+    let board: Value = app.get_as(&board_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    let want = expected(&commits, &Coefficients::default(), not_bot);
+    check_board(&board, &want, |i| i["email"].as_str().unwrap().to_owned());
+    // Sorted by the metric, ranks 1..n.
+    let impacts: Vec<f64> = board["items"].as_array().unwrap().iter().map(|i| i["impact"].as_f64().unwrap()).collect();
+    assert!(impacts.windows(2).all(|w| w[0] >= w[1]), "{impacts:?}");
+    assert_eq!(board["items"][0]["rank"], 1);
+    assert!(!board.to_string().contains("dependabot"), "bots are excluded");
+
+    // Identities merge Ada's two e-mails into one person.
+    let response = app
+        .post_as(&format!("/api/v1/projects/{}/identities", s.project_id), &s.owner.access_token)
+        .json(&json!({"display_name": "Ada Lovelace", "emails": ["ADA@example.com", "ada@home.example"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let merged = |email: &str| match email {
+        "ada@example.com" | "ada@home.example" => Some("Ada Lovelace".to_owned()),
+        e if e.contains("[bot]") => None,
+        e => Some(e.to_owned()),
+    };
+    let board: Value = app.get_as(&board_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    check_board(&board, &expected(&commits, &Coefficients::default(), merged), |i| {
+        if i["identity_id"].is_null() {
+            i["email"].as_str().unwrap().to_owned()
+        } else {
+            i["display_name"].as_str().unwrap().to_owned()
+        }
+    });
+
+    // New coefficients apply to everything at once.
+    let coefficients =
+        Coefficients { commit_base: 3, deletions_weight: 1.5, max_additions_cap: 200, ..Coefficients::default() };
+    let response = app
+        .client
+        .put(app.url(&format!("/api/v1/projects/{}/scoring", s.project_id)))
+        .bearer_auth(&s.owner.access_token)
+        .json(&json!({"scoring_coefficients": coefficients}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let board: Value = app.get_as(&board_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    check_board(&board, &expected(&commits, &coefficients, merged), |i| {
+        if i["identity_id"].is_null() {
+            i["email"].as_str().unwrap().to_owned()
+        } else {
+            i["display_name"].as_str().unwrap().to_owned()
+        }
+    });
+
+    // Other metrics and a day range.
+    let by_commits: Value = app
+        .get_as(
+            &format!("/api/v1/projects/{}/leaderboard?metric=commits&since=2026-03-01&until=2026-03-05", s.project_id),
+            &s.owner.access_token,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let in_range: Vec<Value> =
+        commits.iter().filter(|c| c["commit_date"].as_str().unwrap()[..10] <= *"2026-03-05").cloned().collect();
+    check_board(&by_commits, &expected(&in_range, &coefficients, merged), |i| {
+        if i["identity_id"].is_null() {
+            i["email"].as_str().unwrap().to_owned()
+        } else {
+            i["display_name"].as_str().unwrap().to_owned()
+        }
+    });
+    let counts: Vec<i64> =
+        by_commits["items"].as_array().unwrap().iter().map(|i| i["commits"].as_i64().unwrap()).collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]));
+    // Paging.
+    let page_path = format!("/api/v1/projects/{}/leaderboard?metric=impact&size=2&page=2", s.project_id);
+    let page: Value = app.get_as(&page_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["items"][0]["rank"], 3);
+    assert_eq!(page["total"], board["total"]);
+}
+
+async fn scoring_and_identities_rules(engine: Engine) {
+    let Some(app) = spawn(engine).await else { return };
+    let s = setup(&app).await;
+    let scoring: Value = app
+        .get_as(&format!("/api/v1/scoring/projects/{}/config", s.project_id), &s.owner.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(scoring["scoring_coefficients"]["deletions_weight"], 0.6);
+    assert_eq!(scoring["created_at"], Value::Null);
+
+    let bad = app
+        .client
+        .put(app.url(&format!("/api/v1/projects/{}/scoring", s.project_id)))
+        .bearer_auth(&s.owner.access_token)
+        .json(&json!({"scoring_coefficients": {"wip_penalty": 5}}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_envelope(bad, 422, "VALIDATION_ERROR").await;
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "scoring_coefficients", "wip_penalty"]));
+
+    for query in ["period=year", "metric=loc", "since=yesterday", "size=0"] {
+        let response = app
+            .get_as(&format!("/api/v1/projects/{}/leaderboard?{query}", s.project_id), &s.owner.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_envelope(response, 422, "VALIDATION_ERROR").await;
+    }
+    let empty: Value = app
+        .get_as(&format!("/api/v1/projects/{}/leaderboard?period=week", s.project_id), &s.owner.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((empty["total"].as_i64(), empty["pages"].as_i64()), (Some(0), Some(0)));
+    assert!(empty["since"].as_str().is_some());
+
+    // Outsiders see nothing; viewers read but cannot write.
+    let outsider = app.signed_in("out@example.com").await;
+    let response = app
+        .get_as(&format!("/api/v1/projects/{}/leaderboard", s.project_id), &outsider.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(response, 404, "NOT_FOUND").await;
+    app.post_as(&format!("/api/v1/projects/{}/members", s.project_id), &s.owner.access_token)
+        .json(&json!({"email": "out@example.com", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get_as(&format!("/api/v1/projects/{}/leaderboard", s.project_id), &outsider.access_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let response = app
+        .post_as(&format!("/api/v1/projects/{}/identities", s.project_id), &outsider.access_token)
+        .json(&json!({"display_name": "X", "emails": ["x@example.com"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(response, 403, "AUTHORIZATION_ERROR").await;
+
+    let create = |emails: Value| {
+        app.post_as(&format!("/api/v1/projects/{}/identities", s.project_id), &s.owner.access_token)
+            .json(&json!({"display_name": "Bob", "emails": emails}))
+            .send()
+    };
+    let first: Value = create(json!(["bob@example.com"])).await.unwrap().json().await.unwrap();
+    assert_envelope(create(json!(["BOB@example.com", "b2@example.com"])).await.unwrap(), 409, "ALREADY_EXISTS").await;
+    assert_envelope(create(json!([])).await.unwrap(), 422, "VALIDATION_ERROR").await;
+    let list: Value = app
+        .get_as(&format!("/api/v1/projects/{}/identities", s.project_id), &s.owner.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["emails"], json!(["bob@example.com"]));
+    let id = first["id"].as_str().unwrap();
+    let path = format!("/api/v1/projects/{}/identities/{id}", s.project_id);
+    assert_eq!(app.delete_as(&path, &s.owner.access_token).send().await.unwrap().status(), 204);
+    assert_envelope(app.delete_as(&path, &s.owner.access_token).send().await.unwrap(), 404, "NOT_FOUND").await;
+}
