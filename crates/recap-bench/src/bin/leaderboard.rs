@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
 
     for (label, query) in [
         ("all", "period=all&metric=impact"),
-        ("month", "period=month&metric=commits"),
+        ("june", "since=2024-06-01&until=2024-06-30&metric=commits"),
         ("range", "since=2024-01-01&until=2024-12-31&metric=active_days"),
     ] {
         let url = format!("{base}/api/v1/projects/{pid}/leaderboard?{query}&size=50");

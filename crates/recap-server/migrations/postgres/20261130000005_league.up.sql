@@ -40,3 +40,22 @@ CREATE TABLE author_daily_stats (
     impact       DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project_id, day, author_email)
 );
+CREATE INDEX author_daily_stats_author ON author_daily_stats (project_id, author_email, day);
+
+-- All-time totals per author, kept with the daily rows: all-time boards read one row per author.
+CREATE TABLE author_totals (
+    project_id   UUID NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+    author_email TEXT NOT NULL,
+    author_name  TEXT NOT NULL,
+    commits      BIGINT NOT NULL,
+    additions    BIGINT NOT NULL,
+    deletions    BIGINT NOT NULL,
+    pts          BIGINT NOT NULL,
+    reb          BIGINT NOT NULL,
+    ast          BIGINT NOT NULL,
+    blk          BIGINT NOT NULL,
+    tov          BIGINT NOT NULL,
+    impact       DOUBLE PRECISION NOT NULL,
+    active_days  BIGINT NOT NULL,
+    PRIMARY KEY (project_id, author_email)
+);

@@ -40,3 +40,22 @@ CREATE TABLE author_daily_stats (
     impact       REAL NOT NULL,
     PRIMARY KEY (project_id, day, author_email)
 ) WITHOUT ROWID;
+CREATE INDEX author_daily_stats_author ON author_daily_stats (project_id, author_email, day);
+
+-- All-time totals per author, kept with the daily rows: all-time boards read one row per author.
+CREATE TABLE author_totals (
+    project_id   BLOB NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+    author_email TEXT NOT NULL,
+    author_name  TEXT NOT NULL,
+    commits      INTEGER NOT NULL,
+    additions    INTEGER NOT NULL,
+    deletions    INTEGER NOT NULL,
+    pts          INTEGER NOT NULL,
+    reb          INTEGER NOT NULL,
+    ast          INTEGER NOT NULL,
+    blk          INTEGER NOT NULL,
+    tov          INTEGER NOT NULL,
+    impact       REAL NOT NULL,
+    active_days  INTEGER NOT NULL,
+    PRIMARY KEY (project_id, author_email)
+) WITHOUT ROWID;

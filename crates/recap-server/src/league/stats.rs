@@ -80,10 +80,14 @@ pub async fn record_ingested(tx: &mut Tx, project_id: Uuid, commits: &[StatCommi
 /// 13 bound values per row; 500 rows stay well under both engines' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// Adds `totals` to the daily rows and to the all-time rows. A daily row that did not exist
+/// before is a new active day for its author: the upsert returns each row's commit count after
+/// the change, and a count equal to what this batch added means the row was just created.
 async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), DayTotals>) -> Result<(), sqlx::Error> {
     let rows: Vec<((String, Date), DayTotals)> = totals.into_iter().collect();
+    let mut after: HashMap<(String, Date), i64> = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        on_tx!(tx, |conn| {
+        let returned: Vec<(String, Date, i64)> = on_tx!(tx, |conn| {
             let mut q = QueryBuilder::new(
                 "INSERT INTO author_daily_stats (project_id, author_email, day, author_name, commits, additions, \
                  deletions, pts, reb, ast, blk, tov, impact) ",
@@ -111,7 +115,62 @@ async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), D
                  deletions = author_daily_stats.deletions + excluded.deletions, \
                  pts = author_daily_stats.pts + excluded.pts, reb = author_daily_stats.reb + excluded.reb, \
                  ast = author_daily_stats.ast + excluded.ast, blk = author_daily_stats.blk + excluded.blk, \
-                 tov = author_daily_stats.tov + excluded.tov, impact = author_daily_stats.impact + excluded.impact",
+                 tov = author_daily_stats.tov + excluded.tov, impact = author_daily_stats.impact + excluded.impact \
+                 RETURNING author_email, day, commits",
+            );
+            q.build_query_as().fetch_all(&mut *conn).await
+        })?;
+        after.extend(returned.into_iter().map(|(email, day, commits)| ((email, day), commits)));
+    }
+
+    // Fold the days into one all-time delta per author.
+    let mut per_author: HashMap<&str, (DayTotals, i64)> = HashMap::new();
+    for ((email, day), t) in &rows {
+        let new_day = after.get(&(email.clone(), *day)) == Some(&t.commits);
+        let (sum, days) = per_author.entry(email.as_str()).or_insert_with(|| (DayTotals::default(), 0));
+        sum.author_name.clone_from(&t.author_name);
+        sum.commits += t.commits;
+        sum.additions += t.additions;
+        sum.deletions += t.deletions;
+        sum.pts += t.pts;
+        sum.reb += t.reb;
+        sum.ast += t.ast;
+        sum.blk += t.blk;
+        sum.tov += t.tov;
+        sum.impact += t.impact;
+        *days += i64::from(new_day);
+    }
+    let authors: Vec<(&str, (DayTotals, i64))> = per_author.into_iter().collect();
+    for chunk in authors.chunks(ROWS_PER_STATEMENT) {
+        on_tx!(tx, |conn| {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO author_totals (project_id, author_email, author_name, commits, additions, deletions, \
+                 pts, reb, ast, blk, tov, impact, active_days) ",
+            );
+            q.push_values(chunk, |mut b, (email, (t, days))| {
+                b.push_bind(project_id)
+                    .push_bind(*email)
+                    .push_bind(&t.author_name)
+                    .push_bind(t.commits)
+                    .push_bind(t.additions)
+                    .push_bind(t.deletions)
+                    .push_bind(t.pts)
+                    .push_bind(t.reb)
+                    .push_bind(t.ast)
+                    .push_bind(t.blk)
+                    .push_bind(t.tov)
+                    .push_bind(t.impact)
+                    .push_bind(*days);
+            });
+            q.push(
+                " ON CONFLICT (project_id, author_email) DO UPDATE SET author_name = excluded.author_name, \
+                 commits = author_totals.commits + excluded.commits, \
+                 additions = author_totals.additions + excluded.additions, \
+                 deletions = author_totals.deletions + excluded.deletions, \
+                 pts = author_totals.pts + excluded.pts, reb = author_totals.reb + excluded.reb, \
+                 ast = author_totals.ast + excluded.ast, blk = author_totals.blk + excluded.blk, \
+                 tov = author_totals.tov + excluded.tov, impact = author_totals.impact + excluded.impact, \
+                 active_days = author_totals.active_days + excluded.active_days",
             );
             q.build().execute(&mut *conn).await.map(|_| ())
         })?;
@@ -134,11 +193,11 @@ struct CommitRow {
 /// commits, so memory is bounded by the number of (author, day) pairs, not of commits.
 pub async fn recompute(tx: &mut Tx, project_id: Uuid) -> Result<(), sqlx::Error> {
     let c = coefficients(tx, project_id).await?;
-    on_tx!(tx, |conn| sqlx::query("DELETE FROM author_daily_stats WHERE project_id = $1")
-        .bind(project_id)
-        .execute(&mut *conn)
-        .await
-        .map(|_| ()))?;
+    for table in
+        ["DELETE FROM author_daily_stats WHERE project_id = $1", "DELETE FROM author_totals WHERE project_id = $1"]
+    {
+        on_tx!(tx, |conn| sqlx::query(table).bind(project_id).execute(&mut *conn).await.map(|_| ()))?;
+    }
     const SQL: &str = "SELECT c.author_email, c.author_name, c.commit_date, c.additions, c.deletions, c.files_changed, \
          c.message_title FROM commits c JOIN repositories r ON r.id = c.repo_id WHERE r.project_id = $1";
     let mut totals = HashMap::new();

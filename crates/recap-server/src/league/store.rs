@@ -133,39 +133,93 @@ pub async fn totals(
     since: Option<Date>,
     until: Option<Date>,
 ) -> Result<Vec<PersonTotals>, sqlx::Error> {
-    // The person key differs only in how each engine spells "uuid as text" (SQLite's hex(NULL)
-    // is '', hence the nullif).
-    // PostgreSQL's SUM(bigint) is numeric, hence the casts back to BIGINT.
-    fn sql(person: &str) -> String {
-        format!(
-            "SELECT COALESCE({person}, s.author_email) AS person, ie.identity_id, MAX(i.display_name) AS identity_name, \
-             MIN(s.author_email) AS email, MAX(s.author_name) AS author_name, \
-             CAST(SUM(s.commits) AS BIGINT) AS commits, CAST(SUM(s.additions) AS BIGINT) AS additions, CAST(SUM(s.deletions) AS BIGINT) AS deletions, \
-             CAST(SUM(s.pts) AS BIGINT) AS pts, CAST(SUM(s.reb) AS BIGINT) AS reb, CAST(SUM(s.ast) AS BIGINT) AS ast, CAST(SUM(s.blk) AS BIGINT) AS blk, CAST(SUM(s.tov) AS BIGINT) AS tov, \
-             SUM(s.impact) AS impact, COUNT(DISTINCT s.day) AS active_days \
-             FROM author_daily_stats s \
-             LEFT JOIN identity_emails ie ON ie.project_id = s.project_id AND ie.email = s.author_email \
-             LEFT JOIN identities i ON i.id = ie.identity_id \
-             WHERE s.project_id = $1 AND ($2 IS NULL OR s.day >= $2) AND ($3 IS NULL OR s.day <= $3) \
-             GROUP BY COALESCE({person}, s.author_email), ie.identity_id"
-        )
+    if since.is_none() && until.is_none() {
+        return all_time_totals(db, project_id).await;
     }
+    // Only the bounds that are set become conditions, so a day range is an index range scan
+    // (an `$n IS NULL OR …` condition would make SQLite scan every row of the project).
+    let mut range = String::new();
+    let mut next = 2;
+    for (bound, op) in [(since, ">="), (until, "<=")] {
+        if bound.is_some() {
+            range.push_str(&format!(" AND s.day {op} ${next}"));
+            next += 1;
+        }
+    }
+    let sql = |person: &str| person_query(person, "author_daily_stats", "COUNT(DISTINCT s.day)", &range);
+    let bounds = [since, until];
     match db {
         Db::Sqlite(pool) => {
-            sqlx::query_as::<_, PersonTotals>(sqlx::AssertSqlSafe(sql("nullif(lower(hex(ie.identity_id)), '')")))
-                .bind(project_id)
-                .bind(since)
-                .bind(until)
-                .fetch_all(pool)
-                .await
+            let mut q = sqlx::query_as::<_, PersonTotals>(sqlx::AssertSqlSafe(sql(SQLITE_ID))).bind(project_id);
+            for bound in bounds.into_iter().flatten() {
+                q = q.bind(bound);
+            }
+            q.fetch_all(pool).await
         }
         Db::Postgres(pool) => {
-            sqlx::query_as::<_, PersonTotals>(sqlx::AssertSqlSafe(sql("ie.identity_id::text")))
-                .bind(project_id)
-                .bind(since)
-                .bind(until)
-                .fetch_all(pool)
-                .await
+            let mut q = sqlx::query_as::<_, PersonTotals>(sqlx::AssertSqlSafe(sql(POSTGRES_ID))).bind(project_id);
+            for bound in bounds.into_iter().flatten() {
+                q = q.bind(bound);
+            }
+            q.fetch_all(pool).await
         }
     }
+}
+
+/// "uuid as text" in each engine (SQLite's hex(NULL) is '', hence the nullif).
+const SQLITE_ID: &str = "nullif(lower(hex(ie.identity_id)), '')";
+const POSTGRES_ID: &str = "ie.identity_id::text";
+
+/// Sums of `table` (daily rows or all-time rows) per person: an identity, or an unmerged e-mail.
+/// PostgreSQL's SUM(bigint) is numeric, hence the casts.
+fn person_query(person: &str, table: &str, active_days: &str, range: &str) -> String {
+    format!(
+        "SELECT COALESCE({person}, s.author_email) AS person, ie.identity_id, MAX(i.display_name) AS identity_name, \
+         MIN(s.author_email) AS email, MAX(s.author_name) AS author_name, \
+         CAST(SUM(s.commits) AS BIGINT) AS commits, CAST(SUM(s.additions) AS BIGINT) AS additions, \
+         CAST(SUM(s.deletions) AS BIGINT) AS deletions, CAST(SUM(s.pts) AS BIGINT) AS pts, \
+         CAST(SUM(s.reb) AS BIGINT) AS reb, CAST(SUM(s.ast) AS BIGINT) AS ast, CAST(SUM(s.blk) AS BIGINT) AS blk, \
+         CAST(SUM(s.tov) AS BIGINT) AS tov, SUM(s.impact) AS impact, CAST({active_days} AS BIGINT) AS active_days \
+         FROM {table} s \
+         LEFT JOIN identity_emails ie ON ie.project_id = s.project_id AND ie.email = s.author_email \
+         LEFT JOIN identities i ON i.id = ie.identity_id \
+         WHERE s.project_id = $1{range} \
+         GROUP BY COALESCE({person}, s.author_email), ie.identity_id"
+    )
+}
+
+/// All time: one row per author from `author_totals`. Summing active days is exact for a single
+/// e-mail; a merged identity's e-mails may share days, so those are counted from the daily rows.
+async fn all_time_totals(db: &Db, project_id: Uuid) -> Result<Vec<PersonTotals>, sqlx::Error> {
+    let sql = |person: &str| person_query(person, "author_totals", "SUM(s.active_days)", "");
+    let mut people = match db {
+        Db::Sqlite(pool) => {
+            sqlx::query_as::<_, PersonTotals>(sqlx::AssertSqlSafe(sql(SQLITE_ID)))
+                .bind(project_id)
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_as::<_, PersonTotals>(sqlx::AssertSqlSafe(sql(POSTGRES_ID)))
+                .bind(project_id)
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    if people.iter().any(|p| p.identity_id.is_some()) {
+        let days: Vec<(Uuid, i64)> = on_db!(db, |pool| sqlx::query_as(
+            "SELECT ie.identity_id, CAST(COUNT(DISTINCT s.day) AS BIGINT) FROM identity_emails ie \
+             JOIN author_daily_stats s ON s.project_id = ie.project_id AND s.author_email = ie.email \
+             WHERE ie.project_id = $1 GROUP BY ie.identity_id"
+        )
+        .bind(project_id)
+        .fetch_all(pool)
+        .await)?;
+        for person in people.iter_mut() {
+            if let Some((_, d)) = days.iter().find(|(id, _)| Some(*id) == person.identity_id) {
+                person.active_days = *d;
+            }
+        }
+    }
+    Ok(people)
 }
