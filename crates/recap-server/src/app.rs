@@ -110,7 +110,7 @@ impl Application {
         );
         let mailer = Arc::new(crate::mail::Mailer::new(&settings.mail, settings.environment)?);
         let magic_links = Arc::new(accounts::magic_link::MagicLinkLimits::new(redis.clone()));
-        let sync = Arc::new(crate::sync::SyncState::new(&settings.sync, db.engine(), redis.clone()));
+        let sync = Arc::new(crate::sync::SyncState::new(&settings.sync, &db, redis.clone()));
         let job_context = crate::jobs::JobContext::new(Arc::new(settings.clone()), db.clone(), redis.clone())?;
         let jobs = Arc::new(crate::jobs::Jobs::new(job_context)?);
         let gitrecap = Arc::new(crate::gitrecap::GitRecap::new(&settings, redis.clone())?);
@@ -177,6 +177,7 @@ impl Application {
         for task in background {
             let _ = task.await;
         }
+        self.state.sync.writer.close().await;
         self.state.db.close().await;
         Ok(())
     }

@@ -45,6 +45,44 @@ enum Command {
     /// Inspect and manage background jobs
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Push local git history to a Recap server (gitleague-client `repos.yaml` format)
+    #[command(subcommand)]
+    Push(PushCommand),
+}
+
+#[derive(Subcommand)]
+enum PushCommand {
+    /// Write a commented repos.yaml template (refuses to overwrite)
+    Init {
+        #[arg(long, default_value = "repos.yaml")]
+        config: std::path::PathBuf,
+    },
+    /// Check the server's health and each repository's status with the key
+    Test {
+        #[arg(long, default_value = "repos.yaml")]
+        config: std::path::PathBuf,
+        /// API key (else GITLEAGUE_API_KEY, RECAP_API_KEY, then api_key in the file)
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+    /// Send every commit the server does not have yet, in batches
+    Sync {
+        #[arg(long, default_value = "repos.yaml")]
+        config: std::path::PathBuf,
+        /// API key (else GITLEAGUE_API_KEY, RECAP_API_KEY, then api_key in the file)
+        #[arg(long)]
+        api_key: Option<String>,
+        /// Check health and status and list what would be sent; send nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Read a repository's history as `sync` would and print the commit count and line totals
+    Scan {
+        path: std::path::PathBuf,
+        /// Branch to read (default main, else the repository's default branch)
+        #[arg(long)]
+        branch: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,7 +240,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(command) => user(command).await,
         Command::Worker { workers } => worker(workers).await,
         Command::Jobs(command) => jobs(command).await,
+        Command::Push(command) => push(command).await,
     }
+}
+
+async fn push(command: PushCommand) -> anyhow::Result<()> {
+    use recap_client::{Config, SyncOptions};
+    let report = match command {
+        PushCommand::Init { config } => {
+            recap_client::init(&config)?;
+            println!("wrote {}; edit it, then run `recap push test`", config.display());
+            return Ok(());
+        }
+        PushCommand::Scan { path, branch } => {
+            let started = std::time::Instant::now();
+            let totals = tokio::task::spawn_blocking(move || recap_client::scan(&path, branch.as_deref())).await??;
+            println!(
+                "branch {}: {} commits ({} merges), +{} -{} lines, {} files changed ({:.2}s)",
+                totals.branch,
+                totals.commits,
+                totals.merges,
+                totals.additions,
+                totals.deletions,
+                totals.files_changed,
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        PushCommand::Test { config, api_key } => {
+            let config = Config::load(&config)?;
+            recap_client::test(&config, &SyncOptions { api_key, ..Default::default() }).await?
+        }
+        PushCommand::Sync { config, api_key, dry_run } => {
+            let config = Config::load(&config)?;
+            recap_client::sync(&config, &SyncOptions { api_key, dry_run, ..Default::default() }).await?
+        }
+    };
+    if !report.success() {
+        anyhow::bail!("{} repositories failed", report.repos_failed.max(1));
+    }
+    Ok(())
 }
 
 fn settings() -> anyhow::Result<Settings> {

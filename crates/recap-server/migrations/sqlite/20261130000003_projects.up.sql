@@ -55,7 +55,7 @@ CREATE TABLE commits (
     is_merge        BOOLEAN NOT NULL,
     parent_count    INTEGER NOT NULL,
     ingested_at     TEXT NOT NULL,
-    PRIMARY KEY (repo_id, sha)
-) WITHOUT ROWID;
+    UNIQUE (repo_id, sha)
+);
 CREATE INDEX commits_repo_date ON commits (repo_id, commit_date);
 CREATE INDEX commits_repo_author ON commits (repo_id, author_email);

@@ -107,11 +107,7 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-                .pragma("temp_store", std::env::var("XP_TEMP").unwrap_or("file".into()))
-                .pragma("cache_size", std::env::var("XP_CACHE").unwrap_or("-2000".into()))
-                .pragma("mmap_size", std::env::var("XP_MMAP").unwrap_or("0".into()))
-                .pragma("wal_autocheckpoint", std::env::var("XP_CKPT").unwrap_or("1000".into()));
+                .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(10))

@@ -107,7 +107,7 @@ async fn push_commits(
     // left `syncing` by a dropped request.
     let outcome =
         tokio::spawn(
-            async move { service::push(&state.db, &state.sync.writes, actor, &project_id, &repo_id, &body).await },
+            async move { service::push(&state.db, &state.sync.writer, actor, &project_id, &repo_id, &body).await },
         )
         .await;
     match outcome {

@@ -8,9 +8,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    WriteGate,
+    Writer,
     model::{self, CommitResultOut, NewCommit, Sha, SyncCommitsOut, SyncStatusOut},
-    store::{self, CommitFilter, CommitRow, PreparedInsert},
+    store::{self, CommitFilter, CommitRow, Stored},
 };
 use crate::{
     audit::{self, AuditEntry},
@@ -39,15 +39,13 @@ const ALREADY_EXISTS: &str = "Commit already exists";
 /// push method (400), then [`ingest`].
 pub async fn push(
     db: &Db,
-    gate: &WriteGate,
+    writer: &Writer,
     actor: Actor,
     project_id: &str,
     repo_ref: &str,
     body: &[u8],
 ) -> ApiResult<SyncCommitsOut> {
-    let tp = std::time::Instant::now();
     let batch = model::parse_push(body)?;
-    eprintln!("XP parse {:?}", tp.elapsed());
     let (project, _) = require_project(db, project_id, actor.user_id, ProjectRole::Maintainer).await?;
     let repo = projects_store::repo_in_project(db, project.id, repo_ref).await?.ok_or_else(repo_not_found)?;
     if repo.sync_method != "push_client" {
@@ -56,7 +54,7 @@ pub async fn push(
             repo.sync_method
         )));
     }
-    ingest(db, gate, &repo, &batch.commits, actor, batch.client_version.as_deref()).await
+    ingest(db, writer, &repo, &batch.commits, actor, batch.client_version.as_deref()).await
 }
 
 /// Stores a batch of validated commits in a repository: the one write path of commits (push and
@@ -70,24 +68,20 @@ pub async fn push(
 /// repository turns `error` with the error text (and an audit row says so) and the caller gets a 500.
 pub async fn ingest(
     db: &Db,
-    gate: &WriteGate,
+    writer: &Writer,
     repo: &RepoRow,
     commits: &[NewCommit<'_>],
     actor: Actor,
     client_version: Option<&str>,
 ) -> ApiResult<SyncCommitsOut> {
-    let tm = std::time::Instant::now();
-    {
-        let _queued = gate.enter().await;
-        store::mark_syncing(db, repo.id).await?;
-    }
-    eprintln!("XP syncing {:?}", tm.elapsed());
-    match ingest_batch(db, gate, repo, commits, actor, client_version).await {
+    let mut tx = writer.begin(db).await?;
+    store::mark_syncing(&mut tx, repo.id).await?;
+    tx.commit().await?;
+    match ingest_batch(db, writer, repo, commits, actor, client_version).await {
         Ok(out) => Ok(out),
         Err(e) => {
             let message = e.to_string();
-            let _queued = gate.enter().await;
-            if let Err(record) = record_failure(db, repo.id, &message, actor).await {
+            if let Err(record) = record_failure(db, writer, repo.id, &message, actor).await {
                 tracing::error!(error = %record, repo_id = %repo.id, "could not record a failed sync");
             }
             Err(ApiError::internal(anyhow::Error::new(e).context(format!("ingesting into repository {}", repo.id))))
@@ -95,8 +89,14 @@ pub async fn ingest(
     }
 }
 
-async fn record_failure(db: &Db, repo_id: Uuid, message: &str, actor: Actor) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
+async fn record_failure(
+    db: &Db,
+    writer: &Writer,
+    repo_id: Uuid,
+    message: &str,
+    actor: Actor,
+) -> Result<(), sqlx::Error> {
+    let mut tx = writer.begin(db).await?;
     store::mark_failed(&mut tx, repo_id, message).await?;
     audit::record(
         &mut tx,
@@ -127,48 +127,43 @@ async fn already_present(db: &Db, repo_id: Uuid, commits: &[NewCommit<'_>]) -> R
     if store::count_present(db, repo_id, &first.sha, &last.sha).await? < probes {
         return Ok(Vec::new());
     }
-    let mut present = store::existing_shas(db, repo_id, commits).await?;
-    present.sort_unstable();
-    Ok(present)
+    store::existing_shas(db, repo_id, commits).await
 }
 
 async fn ingest_batch(
     db: &Db,
-    gate: &WriteGate,
+    writer: &Writer,
     repo: &RepoRow,
     commits: &[NewCommit<'_>],
     actor: Actor,
     client_version: Option<&str>,
 ) -> Result<SyncCommitsOut, sqlx::Error> {
-    let t0 = std::time::Instant::now();
     let present = already_present(db, repo.id, commits).await?;
-    let t_pre = t0.elapsed();
     let to_insert: Vec<&NewCommit<'_>> =
         commits.iter().filter(|c| present.is_empty() || present.binary_search(&c.sha).is_err()).collect();
-    let now = OffsetDateTime::now_utc();
+    let now = writer.stamp();
     let prepared = store::prepare_insert(db.engine(), repo.id, &to_insert, now);
-    let attempted = to_insert.len();
 
-    let t_prep = t0.elapsed();
-    let _queued = gate.enter().await;
-    let mut tx = db.begin().await?;
-    let t_begin = t0.elapsed();
-    let mut stored = match prepared {
-        PreparedInsert::Empty => Vec::new(),
-        prepared => store::run_insert(&mut tx, prepared).await?,
+    let mut tx = writer.begin(db).await?;
+    // `None`: every attempted commit was stored (the usual case, no lookup per commit); otherwise
+    // the sorted SHAs this call stored (a concurrent push stored the others first).
+    let stored: Option<Vec<Sha>> = match store::run_insert(&mut tx, prepared).await? {
+        Stored::Shas(shas) if shas.len() == to_insert.len() => None,
+        Stored::Shas(mut shas) => {
+            shas.sort_unstable();
+            Some(shas)
+        }
+        Stored::Count(n) if n as usize == to_insert.len() => None,
+        // Rows of this call carry its unique ingestion time.
+        Stored::Count(_) => Some(store::stored_at(&mut tx, repo.id, &to_insert, now).await?),
     };
-    let t_ins = t0.elapsed();
-    // Every attempted commit stored (the usual case): no lookup needed per commit.
-    let all_stored = stored.len() == attempted;
-    if !all_stored {
-        stored.sort_unstable();
-    }
+    drop(to_insert);
 
     let mut details = Vec::with_capacity(commits.len());
     let mut last_ingested_sha = None;
     for c in commits {
         let inserted = (present.is_empty() || present.binary_search(&c.sha).is_err())
-            && (all_stored || stored.binary_search(&c.sha).is_ok());
+            && stored.as_ref().is_none_or(|s| s.binary_search(&c.sha).is_ok());
         if inserted {
             last_ingested_sha = Some(c.sha);
         }
@@ -178,7 +173,7 @@ async fn ingest_batch(
             error: if inserted { None } else { Some(Cow::Borrowed(ALREADY_EXISTS)) },
         });
     }
-    let inserted = stored.len();
+    let inserted = details.iter().filter(|d| d.inserted).count();
     let errors = 0;
     let out = SyncCommitsOut {
         total: commits.len(),
@@ -233,17 +228,7 @@ async fn ingest_batch(
         commits_ingested_event(repo, &out, now),
     )
     .await?;
-    let t_fin = t0.elapsed();
     tx.commit().await?;
-    eprintln!(
-        "XP pre {:?} prep {:?} begin {:?} ins {:?} fin {:?} commit {:?}",
-        t_pre,
-        t_prep,
-        t_begin,
-        t_ins,
-        t_fin,
-        t0.elapsed()
-    );
     Ok(out)
 }
 

@@ -13,8 +13,12 @@ use std::{
 };
 
 use sqlx::{
-    Database, Decode, Encode, FromRow, Postgres, Sqlite, Type, encode::IsNull, error::BoxDynError,
-    postgres::PgArguments, query::QueryScalar, sqlite::SqliteArguments,
+    Database, Decode, Encode, FromRow, Postgres, Sqlite, Type,
+    encode::IsNull,
+    error::BoxDynError,
+    postgres::PgArguments,
+    query::{Query, QueryScalar},
+    sqlite::SqliteArguments,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -90,15 +94,12 @@ impl<'r> Decode<'r, Postgres> for Sha {
 
 // ----- ingestion -----
 
-/// Sets `syncing` in its own short transaction, so concurrent readers see it during the ingest.
-pub async fn mark_syncing(db: &Db, repo_id: Uuid) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, |conn| sqlx::query("UPDATE repositories SET status = 'syncing' WHERE id = $1")
+pub async fn mark_syncing(tx: &mut Tx, repo_id: Uuid) -> Result<(), sqlx::Error> {
+    on_tx!(tx, |conn| sqlx::query("UPDATE repositories SET status = 'syncing' WHERE id = $1")
         .bind(repo_id)
         .execute(conn)
         .await
-        .map(|_| ()))?;
-    tx.commit().await
+        .map(|_| ()))
 }
 
 /// How many of `shas` (one or two distinct SHAs) the repository already holds.
@@ -113,28 +114,12 @@ pub async fn count_present(db: &Db, repo_id: Uuid, a: &Sha, b: &Sha) -> Result<i
     .await)
 }
 
-/// The SHAs of `commits` the repository already holds (a read, outside any write transaction).
+/// The SHAs of `commits` the repository already holds, sorted.
 pub async fn existing_shas(db: &Db, repo_id: Uuid, commits: &[NewCommit<'_>]) -> Result<Vec<Sha>, sqlx::Error> {
-    match db {
+    let mut found = match db {
         Db::Sqlite(pool) => {
-            let mut list = String::with_capacity(commits.len() * 43 + 2);
-            list.push('[');
-            for (i, c) in commits.iter().enumerate() {
-                if i > 0 {
-                    list.push(',');
-                }
-                list.push('"');
-                list.push_str(c.sha.as_str());
-                list.push('"');
-            }
-            list.push(']');
-            sqlx::query_scalar::<_, Sha>(
-                "SELECT sha FROM commits WHERE repo_id = $1 AND sha IN (SELECT value FROM json_each($2))",
-            )
-            .bind(repo_id)
-            .bind(list)
-            .fetch_all(pool)
-            .await
+            let list = sqlite_existing(repo_id, commits).fetch_one(pool).await?;
+            split_shas(&list)?
         }
         Db::Postgres(pool) => {
             let shas: Vec<&str> = commits.iter().map(|c| c.sha.as_str()).collect();
@@ -142,9 +127,46 @@ pub async fn existing_shas(db: &Db, repo_id: Uuid, commits: &[NewCommit<'_>]) ->
                 .bind(repo_id)
                 .bind(shas)
                 .fetch_all(pool)
-                .await
+                .await?
         }
+    };
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// A JSON array of SHAs.
+fn sha_list<'a>(shas: impl ExactSizeIterator<Item = &'a Sha>) -> String {
+    let mut list = String::with_capacity(shas.len() * 43 + 2);
+    list.push('[');
+    for (i, sha) in shas.enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push('"');
+        list.push_str(sha.as_str());
+        list.push('"');
     }
+    list.push(']');
+    list
+}
+
+/// On SQLite the SHAs are sent as one JSON array and come back as one comma-separated string:
+/// rows cross from SQLite's thread one message each, which would cost more than the lookups.
+fn sqlite_existing<'q>(repo_id: Uuid, commits: &[NewCommit<'_>]) -> QueryScalar<'q, Sqlite, String, SqliteArguments> {
+    let list = sha_list(commits.iter().map(|c| &c.sha));
+    sqlx::query_scalar::<Sqlite, String>(
+        "SELECT COALESCE(group_concat(sha, ','), '') FROM commits \
+         WHERE repo_id = $1 AND sha IN (SELECT value FROM json_each($2))",
+    )
+    .bind(repo_id)
+    .bind(list)
+}
+
+fn split_shas(list: &str) -> Result<Vec<Sha>, sqlx::Error> {
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| Sha::parse(s).ok_or_else(|| sqlx::Error::Protocol(format!("not a SHA: {s:?}"))))
+        .collect()
 }
 
 const INSERT_COLUMNS: &str = "repo_id, sha, author_name, author_email, committer_name, committer_email, commit_date, \
@@ -156,7 +178,8 @@ const INSERT_COLUMNS: &str = "repo_id, sha, author_name, author_email, committer
 const SQLITE_CHUNKS: [usize; 5] = [1000, 200, 50, 10, 1];
 const SQLITE_VALUES_PER_ROW: usize = 15;
 
-/// The SQLite insert of `rows` rows, 15 values per row. Built once per size and shared.
+/// The SQLite insert of `rows` rows, 15 values per row, without `RETURNING` (see [`Stored`]).
+/// Built once per size and shared.
 ///
 /// The placeholders are anonymous (`?`): SQLite looks a numbered or named parameter up in a
 /// linear list, which makes binding thousands of them quadratic (about a second per 1000 rows).
@@ -180,7 +203,7 @@ fn sqlite_insert_sql(rows: usize) -> Arc<str> {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (repo_id, sha) DO NOTHING RETURNING sha");
+    sql.push_str(" ON CONFLICT (repo_id, sha) DO NOTHING");
     let sql: Arc<str> = sql.into();
     cache.lock().expect("sql cache").insert(rows, sql.clone());
     sql
@@ -198,7 +221,7 @@ const PG_INSERT: &str = "INSERT INTO commits (repo_id, sha, author_name, author_
 /// is held only while the database works.
 pub enum PreparedInsert<'q> {
     Empty,
-    Sqlite(Vec<QueryScalar<'q, Sqlite, Sha, SqliteArguments>>),
+    Sqlite(Vec<Query<'q, Sqlite, SqliteArguments>>),
     Postgres(QueryScalar<'q, Postgres, Sha, PgArguments>),
 }
 
@@ -219,7 +242,7 @@ pub fn prepare_insert<'q>(
                 let size = SQLITE_CHUNKS.into_iter().find(|s| *s <= rest.len()).unwrap_or(1);
                 let (chunk, tail) = rest.split_at(size);
                 rest = tail;
-                let mut q = sqlx::query_scalar::<Sqlite, Sha>(sqlx::AssertSqlSafe(sqlite_insert_sql(size)));
+                let mut q = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sqlite_insert_sql(size)));
                 let now = crate::time::sortable(now);
                 for &c in chunk {
                     q = q
@@ -299,20 +322,53 @@ pub fn prepare_insert<'q>(
     }
 }
 
-/// Runs a prepared insert; returns the SHAs it stored (those already present are not returned).
-pub async fn run_insert(tx: &mut Tx, prepared: PreparedInsert<'_>) -> Result<Vec<Sha>, sqlx::Error> {
+/// What an insert stored.
+#[derive(Debug)]
+pub enum Stored {
+    /// PostgreSQL: the SHAs stored (`RETURNING`; concurrent transactions may store some first).
+    Shas(Vec<Sha>),
+    /// SQLite: how many rows were stored. The writer holds the only write lock, so a count equal
+    /// to the rows attempted means all of them; anything else is resolved by the caller.
+    Count(u64),
+}
+
+/// Runs a prepared insert.
+pub async fn run_insert(tx: &mut Tx, prepared: PreparedInsert<'_>) -> Result<Stored, sqlx::Error> {
     match (tx, prepared) {
-        (_, PreparedInsert::Empty) => Ok(Vec::new()),
+        (Tx::Sqlite(_), PreparedInsert::Empty) => Ok(Stored::Count(0)),
+        (Tx::Postgres(_), PreparedInsert::Empty) => Ok(Stored::Shas(Vec::new())),
         (Tx::Sqlite(t), PreparedInsert::Sqlite(queries)) => {
-            let mut stored = Vec::new();
+            let mut stored = 0;
             for q in queries {
-                stored.extend(q.fetch_all(&mut **t).await?);
+                stored += q.execute(&mut **t).await?.rows_affected();
             }
-            Ok(stored)
+            Ok(Stored::Count(stored))
         }
-        (Tx::Postgres(t), PreparedInsert::Postgres(q)) => q.fetch_all(&mut **t).await,
+        (Tx::Postgres(t), PreparedInsert::Postgres(q)) => q.fetch_all(&mut **t).await.map(Stored::Shas),
         _ => Err(sqlx::Error::Protocol("an insert prepared for the other engine".into())),
     }
+}
+
+/// Which of `commits` were stored at `at` (a SQLite writer's unique ingestion time), sorted.
+pub async fn stored_at(
+    tx: &mut Tx,
+    repo_id: Uuid,
+    commits: &[&NewCommit<'_>],
+    at: OffsetDateTime,
+) -> Result<Vec<Sha>, sqlx::Error> {
+    let Tx::Sqlite(t) = tx else { return Err(sqlx::Error::Protocol("not a SQLite transaction".into())) };
+    let list = sqlx::query_scalar::<Sqlite, String>(
+        "SELECT COALESCE(group_concat(sha, ','), '') FROM commits \
+         WHERE repo_id = $1 AND sha IN (SELECT value FROM json_each($2)) AND ingested_at = $3",
+    )
+    .bind(repo_id)
+    .bind(sha_list(commits.iter().map(|c| &c.sha)))
+    .bind(SqlTime(at))
+    .fetch_one(&mut **t)
+    .await?;
+    let mut found = split_shas(&list)?;
+    found.sort_unstable();
+    Ok(found)
 }
 
 /// The end of a push, inside its transaction.
