@@ -98,9 +98,8 @@ impl Application {
             .with_context(|| format!("could not listen on {}:{}", settings.host, settings.port))?;
         let auth = Arc::new(Auth::new(&settings, redis.clone()));
         let settings_llm = settings.llm.build_provider().context("could not set up the LLM provider")?;
-        // Building the tokenizer's tables takes a while; do it off the runtime, before the first request needs it.
-        let encoding = settings.llm.encoding();
-        tokio::task::spawn_blocking(move || recap_llm::init_tokenizer(encoding));
+        // The tokenizer's tables (~50 MB) are built on first use, not here: an idle instance stays
+        // small, and only the first `/actions` after start pays for them.
         let sealer = crate::crypto::Sealer::new(
             settings
                 .credentials_encryption_key

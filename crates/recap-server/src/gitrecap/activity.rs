@@ -197,10 +197,11 @@ pub fn dedupe_and_sort(mut raw: Vec<Entry>, filters: &Filters) -> Vec<Entry> {
     entries
 }
 
-/// Tokens of `text` with tiktoken's `o200k_base` (the default tokenizer of the contract). The
-/// first call builds the tokenizer (a few hundred milliseconds): call it off the async runtime.
+/// Tokens of `text` with tiktoken's `o200k_base` (the default tokenizer of the contract), as
+/// `recap-llm` counts them. The first call builds the tokenizer (a few hundred milliseconds):
+/// call it off the async runtime.
 pub fn count_tokens(text: &str) -> usize {
-    tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len()
+    recap_llm::count_tokens(text)
 }
 
 /// The line of one entry: ` - [<Type>] in <repo>: <message><extra>`.
