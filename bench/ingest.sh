@@ -10,7 +10,7 @@
 # Environment:
 #   BENCH_BATCHES             batches per round (default 200, i.e. 200,000 commits)
 #   BENCH_BATCH_SIZE          commits per batch (default 1000)
-#   BENCH_CONNECTIONS         concurrent connections (default 4)
+#   BENCH_CONNECTIONS         concurrent connections (default 8)
 #   RECAP_BENCH_POSTGRES_URL  also run on PostgreSQL: a database is created on that server for
 #                             the run and dropped afterwards (the URL's own database is untouched)
 #   LOG_LEVEL                 server log level (default warn)
@@ -23,7 +23,7 @@ set -euo pipefail
 
 batches=${BENCH_BATCHES:-200}
 batch_size=${BENCH_BATCH_SIZE:-1000}
-connections=${BENCH_CONNECTIONS:-4}
+connections=${BENCH_CONNECTIONS:-8}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/recap-target}

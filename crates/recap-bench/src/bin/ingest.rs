@@ -179,12 +179,12 @@ fn bodies(batches: usize, size: usize) -> Vec<Bytes> {
                         "committer_email": email,
                         "commit_date": format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60),
                         "message_title": format!("{} (#{n})", titles[(n % 5) as usize]),
-                        "message_body": if n % 3 == 0 { Value::Null } else { json!("\nA longer description of the change, wrapped\nat seventy-two characters as git likes it.") },
+                        "message_body": if n.is_multiple_of(3) { Value::Null } else { json!("\nA longer description of the change, wrapped\nat seventy-two characters as git likes it.") },
                         "additions": n % 400,
                         "deletions": n % 150,
                         "files_changed": 1 + n % 12,
-                        "is_merge": n % 20 == 0,
-                        "parent_count": if n % 20 == 0 { 2 } else { 1 },
+                        "is_merge": n.is_multiple_of(20),
+                        "parent_count": if n.is_multiple_of(20) { 2 } else { 1 },
                     })
                 })
                 .collect();

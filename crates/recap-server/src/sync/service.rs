@@ -1,6 +1,5 @@
 //! The logic of the sync routes and commit queries, and the transaction boundary of an ingest.
 
-use crate::league::stats::StatCommit;
 use std::{borrow::Cow, net::IpAddr};
 
 use serde_json::json;
@@ -14,9 +13,10 @@ use super::{
 };
 use crate::{
     audit::{self, AuditEntry},
-    db::Db,
+    db::{Db, Tx},
     error::{ApiError, ApiResult},
     http::pagination::Paging,
+    league::stats::StatCommit,
     projects::{
         access::{ProjectRole, repo_not_found, require_project, require_repo},
         store::{self as projects_store, RepoRow},
@@ -60,12 +60,14 @@ pub async fn push(
 /// Stores a batch of validated commits in a repository: the one write path of commits (push and
 /// pull sync).
 ///
-/// The repository turns `syncing` (committed at once, so readers see it), then one transaction
-/// inserts whatever the repository does not hold yet, sets the final status, writes the
-/// `sync_commits` audit row and the `commits.ingested` event: all or nothing. Concurrent batches
-/// are safe: inserts are insert-if-absent on `(repo_id, sha)` and report what they stored, so a
-/// SHA is stored once and counted as inserted by exactly one batch. If the transaction fails, the
-/// repository turns `error` with the error text (and an audit row says so) and the caller gets a 500.
+/// The repository turns `syncing` (committed first, so readers see it), then one transaction
+/// inserts whatever the repository does not hold yet, sets the final status, updates the league
+/// totals, writes the `sync_commits` audit row and the `commits.ingested` event: all or nothing
+/// (on SQLite that transaction may be shared with concurrent batches, each in its own savepoint;
+/// see [`super::writer`]). Concurrent batches are safe: inserts are insert-if-absent on
+/// `(repo_id, sha)` and tell which rows they stored, so a SHA is stored once and counted as
+/// inserted by exactly one batch. If the transaction fails, the repository turns `error` with the
+/// error text (and an audit row says so) and the caller gets a 500.
 pub async fn ingest(
     db: &Db,
     writer: &Writer,
@@ -74,9 +76,10 @@ pub async fn ingest(
     actor: Actor,
     client_version: Option<&str>,
 ) -> ApiResult<SyncCommitsOut> {
-    let mut tx = writer.begin(db).await?;
-    store::mark_syncing(&mut tx, repo.id).await?;
-    tx.commit().await?;
+    let mut member = writer.join(db).await?;
+    let marked = store::mark_syncing(member.tx(), repo.id).await;
+    member.finish(marked.is_ok()).await?;
+    marked?;
     match ingest_batch(db, writer, repo, commits, actor, client_version).await {
         Ok(out) => Ok(out),
         Err(e) => {
@@ -96,16 +99,21 @@ async fn record_failure(
     message: &str,
     actor: Actor,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = writer.begin(db).await?;
-    store::mark_failed(&mut tx, repo_id, message).await?;
-    audit::record(
-        &mut tx,
-        AuditEntry::new("sync_commits", Some(actor.user_id), actor.ip)
-            .resource("repository", repo_id)
-            .details(truncate(&format!("Sync failed: {message}"), 1000)),
-    )
-    .await?;
-    tx.commit().await
+    let mut member = writer.join(db).await?;
+    let tx = member.tx();
+    let recorded = async {
+        store::mark_failed(tx, repo_id, message).await?;
+        audit::record(
+            tx,
+            AuditEntry::new("sync_commits", Some(actor.user_id), actor.ip)
+                .resource("repository", repo_id)
+                .details(truncate(&format!("Sync failed: {message}"), 1000)),
+        )
+        .await
+    }
+    .await;
+    member.finish(recorded.is_ok()).await?;
+    recorded
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -119,8 +127,8 @@ fn truncate(s: &str, max_chars: usize) -> String {
 ///
 /// The first and last SHA are probed (one cheap query); only when both are present (a re-push,
 /// typically) is the whole batch looked up, so a batch of new commits pays for two index probes
-/// and a repeated batch never takes the write path at all. Whatever this misses (a commit stored
-/// meanwhile by a concurrent push) is still caught by the insert-if-absent.
+/// and a repeated batch inserts nothing at all. Whatever this misses (a commit stored meanwhile
+/// by a concurrent push) is still caught by the insert-if-absent.
 async fn already_present(db: &Db, repo_id: Uuid, commits: &[NewCommit<'_>]) -> Result<Vec<Sha>, sqlx::Error> {
     let (Some(first), Some(last)) = (commits.first(), commits.last()) else { return Ok(Vec::new()) };
     let probes = if first.sha == last.sha { 1 } else { 2 };
@@ -144,10 +152,30 @@ async fn ingest_batch(
     let now = writer.stamp();
     let prepared = store::prepare_insert(db.engine(), repo.id, &to_insert, now);
 
-    let mut tx = writer.begin(db).await?;
+    let mut member = writer.join(db).await?;
+    let written =
+        write_batch(member.tx(), repo, commits, &present, &to_insert, prepared, now, actor, client_version).await;
+    member.finish(written.is_ok()).await?;
+    written
+}
+
+/// The transaction of [`ingest_batch`]: insert, details in request order, repository state,
+/// league totals, audit row, event.
+#[allow(clippy::too_many_arguments)]
+async fn write_batch(
+    tx: &mut Tx,
+    repo: &RepoRow,
+    commits: &[NewCommit<'_>],
+    present: &[Sha],
+    to_insert: &[&NewCommit<'_>],
+    prepared: store::PreparedInsert<'_>,
+    now: OffsetDateTime,
+    actor: Actor,
+    client_version: Option<&str>,
+) -> Result<SyncCommitsOut, sqlx::Error> {
     // `None`: every attempted commit was stored (the usual case, no lookup per commit); otherwise
     // the sorted SHAs this call stored (a concurrent push stored the others first).
-    let stored: Option<Vec<Sha>> = match store::run_insert(&mut tx, prepared).await? {
+    let stored: Option<Vec<Sha>> = match store::run_insert(tx, prepared).await? {
         Stored::Shas(shas) if shas.len() == to_insert.len() => None,
         Stored::Shas(mut shas) => {
             shas.sort_unstable();
@@ -155,9 +183,8 @@ async fn ingest_batch(
         }
         Stored::Count(n) if n as usize == to_insert.len() => None,
         // Rows of this call carry its unique ingestion time.
-        Stored::Count(_) => Some(store::stored_at(&mut tx, repo.id, &to_insert, now).await?),
+        Stored::Count(_) => Some(store::stored_at(tx, repo.id, to_insert, now).await?),
     };
-    drop(to_insert);
 
     let mut details = Vec::with_capacity(commits.len());
     let mut last_ingested_sha = None;
@@ -190,7 +217,7 @@ async fn ingest_batch(
         ("healthy", None)
     };
     let last = out.last_ingested_sha.as_ref().map(Sha::as_str);
-    store::finish_sync(&mut tx, repo.id, status, error_message.as_deref(), last, now).await?;
+    store::finish_sync(tx, repo.id, status, error_message.as_deref(), last, now).await?;
     // Leaderboard totals move with the commits, in the same transaction: boards are never stale.
     let stats: Vec<StatCommit<'_>> = commits
         .iter()
@@ -206,7 +233,7 @@ async fn ingest_batch(
             title: &c.message_title,
         })
         .collect();
-    crate::league::stats::record_ingested(&mut tx, repo.project_id, &stats).await?;
+    crate::league::stats::record_ingested(tx, repo.project_id, &stats).await?;
     let mut details = format!(
         "Synced {} commits: {} inserted, {} skipped, {} errors",
         out.total, out.inserted, out.skipped, out.errors
@@ -215,20 +242,14 @@ async fn ingest_batch(
         details.push_str(&format!(" (client_version {})", truncate(version, 100)));
     }
     audit::record(
-        &mut tx,
+        tx,
         AuditEntry::new("sync_commits", Some(actor.user_id), actor.ip).resource("repository", repo.id).details(details),
     )
     .await?;
     // The event commits (or rolls back) with the commits; it goes to the project members' webhooks.
-    let members = store::member_ids(&mut tx, repo.project_id).await?;
-    webhooks::emit(
-        &mut tx,
-        Audience::Users(members),
-        events::COMMITS_INGESTED,
-        commits_ingested_event(repo, &out, now),
-    )
-    .await?;
-    tx.commit().await?;
+    let members = store::member_ids(tx, repo.project_id).await?;
+    webhooks::emit(tx, Audience::Users(members), events::COMMITS_INGESTED, commits_ingested_event(repo, &out, now))
+        .await?;
     Ok(out)
 }
 

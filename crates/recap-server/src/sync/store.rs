@@ -270,7 +270,7 @@ pub fn prepare_insert<'q>(
             // Rows go in SHA order, so concurrent pushes of overlapping batches lock rows in the
             // same order and cannot deadlock.
             let mut sorted: Vec<&'q NewCommit<'_>> = commits.to_vec();
-            sorted.sort_unstable_by(|a, b| a.sha.cmp(&b.sha));
+            sorted.sort_unstable_by_key(|c| c.sha);
             let n = sorted.len();
             let mut sha = Vec::with_capacity(n);
             let mut author_name = Vec::with_capacity(n);

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use axum::Router;
 use serde_json::{Value, json};
 
+use recap_server::db::Db;
+
 use crate::{
     engine_tests,
     helpers::{Engine, SignedIn, TestApp, assert_envelope, spawn, spawn_with},
@@ -138,6 +140,9 @@ engine_tests!(
     concurrent_pushes_store_the_union_once,
     push_route_is_limited_per_key,
     commit_queries,
+    a_failed_ingest_marks_the_repository_error,
+    syncing_is_visible_while_a_push_runs,
+    interrupted_syncs_are_reset,
 );
 
 async fn push_answers_201_with_details_in_request_order(engine: Engine) {
@@ -806,4 +811,130 @@ async fn commit_queries(engine: Engine) {
         json_of(app.get_as(&format!("/api/v1/repos/{}/stats", f.repo), &reader).send().await.unwrap(), 200).await["total_commits"],
         5
     );
+}
+
+/// Makes the database refuse any commit titled `boom` (a stand-in for a failing write).
+async fn install_failing_trigger(app: &TestApp) {
+    match &app.state.db {
+        Db::Sqlite(pool) => {
+            sqlx::query(
+                "CREATE TRIGGER boom BEFORE INSERT ON commits WHEN NEW.message_title = 'boom' \
+                 BEGIN SELECT RAISE(ABORT, 'boom trigger fired'); END",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        Db::Postgres(pool) => {
+            sqlx::query(
+                "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.message_title = 'boom' THEN RAISE EXCEPTION 'boom trigger fired'; END IF; RETURN NEW; END $$",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+            sqlx::query("CREATE TRIGGER boom BEFORE INSERT ON commits FOR EACH ROW EXECUTE FUNCTION boom()")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn a_failed_ingest_marks_the_repository_error(engine: Engine) {
+    let Some(app) = spawn_with(engine, |s| s.database_max_connections = 10, Router::new()).await else { return };
+    let f = fixture(&app).await;
+    let healthy = create_repo(&app, &f.owner.access_token, &f.project, "healthy", "push_client").await;
+    install_failing_trigger(&app).await;
+    let mut commits: Vec<Value> = (0..10).map(|n| commit(&sha(n))).collect();
+    commits[7]["message_title"] = json!("boom");
+    let failing = batch(commits);
+
+    // The failing push and several good pushes to another repository at the same time: the good
+    // ones are not dragged down (on SQLite they share group transactions with the failing one).
+    let mut good = Vec::new();
+    for t in 0..4u64 {
+        let (client, url, key) = (app.client.clone(), app.url(&push_path(&f.project, &healthy)), f.key.clone());
+        let body = batch_of(100 * t..100 * t + 50);
+        good.push(tokio::spawn(async move { client.post(url).bearer_auth(key).json(&body).send().await.unwrap() }));
+    }
+    let response = push(&app, &f.key, &f.project, &f.repo, &failing).await;
+    let body = assert_envelope(response, 500, "INTERNAL_ERROR").await;
+    assert_eq!(body["detail"], "Internal server error");
+    for task in good {
+        let out = json_of(task.await.unwrap(), 201).await;
+        assert_eq!(out["inserted"], 50);
+    }
+    assert_eq!(status(&app, &f.key, &f.project, &healthy).await["total_commits"], 200);
+
+    // Nothing of the failed batch is stored; the repository says why.
+    let st = status(&app, &f.key, &f.project, &f.repo).await;
+    assert_eq!((st["status"].as_str(), st["total_commits"].as_i64()), (Some("error"), Some(0)));
+    let message = st["error_message"].as_str().unwrap();
+    assert!(message.contains("boom trigger fired"), "{message}");
+    let audit = json_of(
+        app.get_as(&format!("/api/v1/audit?action=sync_commits&resource_id={}", f.repo), &f.owner.access_token)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let details = audit["items"][0]["details"].as_str().unwrap();
+    assert!(details.starts_with("Sync failed: ") && details.contains("boom trigger fired"), "{details}");
+
+    // The next good push heals it.
+    let out = json_of(push(&app, &f.key, &f.project, &f.repo, &batch_of(0..10)).await, 201).await;
+    assert_eq!(out["inserted"], 10);
+    let st = status(&app, &f.key, &f.project, &f.repo).await;
+    assert_eq!((st["status"].as_str(), st["error_message"].clone()), (Some("healthy"), Value::Null));
+}
+
+async fn syncing_is_visible_while_a_push_runs(engine: Engine) {
+    // SQLite has one writer: holding its lock would hold back the `syncing` update too. On
+    // PostgreSQL a table lock holds back only the insert.
+    if engine == Engine::Sqlite {
+        return;
+    }
+    let Some(app) = spawn(engine).await else { return };
+    let f = fixture(&app).await;
+    let Db::Postgres(pool) = &app.state.db else { unreachable!() };
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE commits IN EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
+    let (client, url, key, body) =
+        (app.client.clone(), app.url(&push_path(&f.project, &f.repo)), f.key.clone(), batch_of(0..5));
+    let pushing = tokio::spawn(async move { client.post(url).bearer_auth(key).json(&body).send().await.unwrap() });
+    let mut seen = None;
+    for _ in 0..100 {
+        let st = status(&app, &f.key, &f.project, &f.repo).await;
+        if st["status"] == "syncing" {
+            seen = Some(st);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let seen = seen.expect("the status turns syncing while the insert waits");
+    assert_eq!(seen["total_commits"], 0);
+    blocker.commit().await.unwrap();
+    json_of(pushing.await.unwrap(), 201).await;
+    let st = status(&app, &f.key, &f.project, &f.repo).await;
+    assert_eq!((st["status"].as_str(), st["total_commits"].as_i64()), (Some("healthy"), Some(5)));
+}
+
+async fn interrupted_syncs_are_reset(engine: Engine) {
+    let Some(app) = spawn(engine).await else { return };
+    let f = fixture(&app).await;
+    let repo_id = uuid::Uuid::parse_str(&f.repo).unwrap();
+    recap_server::on_db!(&app.state.db, |pool| sqlx::query("UPDATE repositories SET status = 'syncing' WHERE id = $1")
+        .bind(repo_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+    .unwrap();
+    assert_eq!(status(&app, &f.key, &f.project, &f.repo).await["status"], "syncing");
+    // What `Application::build` runs at start-up.
+    recap_server::sync::service::reset_interrupted(&app.state.db).await;
+    let st = status(&app, &f.key, &f.project, &f.repo).await;
+    assert_eq!(st["status"], "error");
+    assert!(st["error_message"].as_str().unwrap().starts_with("Sync interrupted"), "{st}");
 }
