@@ -52,8 +52,9 @@ RUN find crates -path '*/src/*' \( -name main.rs -o -name lib.rs \) -exec touch 
 # ---------------------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
 
+# git: pull sync of `pull` repositories runs it (see docs/CONFIGURATION.md, "Pull sync").
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates git \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 recap \
  && useradd --system --uid 10001 --gid recap --home-dir /data --no-create-home --shell /usr/sbin/nologin recap \

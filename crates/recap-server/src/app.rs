@@ -109,8 +109,9 @@ impl Application {
         );
         let mailer = Arc::new(crate::mail::Mailer::new(&settings.mail, settings.environment)?);
         let magic_links = Arc::new(accounts::magic_link::MagicLinkLimits::new(redis.clone()));
-        let sync = Arc::new(crate::sync::SyncState::new(&settings.sync, &db, redis.clone()));
         let job_context = crate::jobs::JobContext::new(Arc::new(settings.clone()), db.clone(), redis.clone())?;
+        let sync =
+            Arc::new(crate::sync::SyncState::new(&settings.sync, Arc::clone(&job_context.writer), redis.clone()));
         let jobs = Arc::new(crate::jobs::Jobs::new(job_context)?);
         let gitrecap = Arc::new(crate::gitrecap::GitRecap::new(&settings, redis.clone())?);
         let state = AppState {

@@ -477,7 +477,9 @@ async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
         JobsCommand::RunPending => {
             recap_server::secret::resolve_secret_key(&mut settings)?;
             let ctx = job::JobContext::new(std::sync::Arc::new(settings), db.clone(), None)?;
-            let ran = job::Jobs::new(ctx)?.run_pending().await?;
+            let jobs = job::Jobs::new(ctx)?;
+            let ran = jobs.run_pending().await?;
+            jobs.context().writer.close().await;
             println!("ran {ran} job attempts");
         }
     }

@@ -32,7 +32,8 @@
 //!
 //! # Adding a job kind (and a schedule)
 //!
-//! 1. A payload type implementing [`Job`] (serde types; `KIND` is its name, e.g. `repo.pull_sync`):
+//! 1. A payload type implementing [`Job`] (serde types; `KIND` is its name, e.g. `repo.pull_sync`,
+//!    which `sync::pull` implements this way):
 //!
 //! ```ignore
 //! #[derive(Serialize, Deserialize)]
@@ -155,6 +156,9 @@ pub struct JobContext {
     pub sealer: Sealer,
     /// HTTP client for user-supplied URLs (SSRF guard, no redirects).
     pub outbound: GuardedClient,
+    /// The ingestion writer (pull syncs store commits the way pushes do); the app's sync routes
+    /// share it.
+    pub writer: Arc<crate::sync::Writer>,
 }
 
 impl JobContext {
@@ -165,7 +169,8 @@ impl JobContext {
             concat!("Recap-Webhooks/", env!("CARGO_PKG_VERSION")),
             settings.webhooks.timeout,
         )?;
-        Ok(JobContext { db, settings, redis, sealer, outbound })
+        let writer = Arc::new(crate::sync::Writer::new(&db));
+        Ok(JobContext { db, settings, redis, sealer, outbound, writer })
     }
 }
 
@@ -301,7 +306,10 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
         .schedule("cleanup.oauth_states", every, cleanup::CleanupOauthStates {})?
         .schedule("cleanup.jobs", every, cleanup::CleanupJobs {})?
         .schedule("cleanup.webhook_deliveries", every, crate::webhooks::delivery::CleanupDeliveries {})?;
-    // Pull sync of `pull` repositories registers here (see the module docs).
+    r.register::<crate::sync::pull::PullSync>().register::<crate::sync::pull::PullSyncDue>();
+    if let Some(cron) = &settings.sync.pull.schedule {
+        r.schedule("repo.pull_sync_due", cron, crate::sync::pull::PullSyncDue {})?;
+    }
     Ok(r)
 }
 
@@ -445,7 +453,10 @@ mod tests {
         let mut settings = Settings::default();
         let r = registry(&settings).unwrap();
         assert!(r.knows("webhook.deliver") && r.knows("cleanup.sessions") && !r.knows("debug.noop"));
-        assert_eq!(r.schedules().len(), 5);
+        assert!(r.knows("repo.pull_sync") && r.knows("repo.pull_sync_due"));
+        assert_eq!(r.schedules().len(), 6);
+        settings.sync.pull.schedule = None;
+        assert_eq!(registry(&settings).unwrap().schedules().len(), 5);
         settings.jobs.debug_kinds = true;
         assert!(registry(&settings).unwrap().knows("debug.sleep"));
     }

@@ -35,10 +35,15 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     Cron::from_str(expr.trim()).map_err(|e| format!("{:?} is not a valid cron expression ({e})", expr.trim()))
 }
 
+/// The first tick of `cron` strictly after `at`.
+pub fn next_tick(cron: &Cron, at: OffsetDateTime) -> Option<OffsetDateTime> {
+    cron.find_next_occurrence(&UtcTime(at), false).ok().map(|t| t.0)
+}
+
 impl Schedule {
     /// The first tick strictly after `at`.
     pub fn next_after(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
-        self.cron.find_next_occurrence(&UtcTime(at), false).ok().map(|t| t.0)
+        next_tick(&self.cron, at)
     }
 
     /// The unique key of this schedule's job for `tick`.

@@ -239,7 +239,8 @@ pub async fn run_standalone(mut settings: Settings, workers: usize, shutdown: Ca
         .map(Arc::new);
     let ctx = JobContext::new(Arc::new(settings), db.clone(), redis)?;
     let jobs = Arc::new(Jobs::new(ctx)?);
-    jobs.spawn(workers, shutdown).await?;
+    Arc::clone(&jobs).spawn(workers, shutdown).await?;
+    jobs.context().writer.close().await;
     db.close().await;
     Ok(())
 }

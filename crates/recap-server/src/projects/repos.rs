@@ -268,5 +268,6 @@ async fn delete_repo(
     )
     .await?;
     tx.commit().await?;
+    crate::sync::pull::forget_cache(&state.settings.sync.pull, repo.id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@
 //! is meant to call it too, so both keep the same status lifecycle, audit row and event.
 
 pub mod model;
+pub mod pull;
 pub mod routes;
 pub mod service;
 pub mod store;
@@ -16,7 +17,7 @@ use std::{sync::Arc, time::Duration};
 
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{config::ConfigError, db::Db, http::rate_limit::Policy, redis::RedisHandle, state::AppState};
+use crate::{config::ConfigError, http::rate_limit::Policy, redis::RedisHandle, state::AppState};
 
 pub fn router() -> OpenApiRouter<AppState> {
     routes::router()
@@ -28,17 +29,19 @@ pub struct SyncSettings {
     /// Requests per minute on the push route per credential (API key, or user for a JWT), and on
     /// the status route per client IP and path (`SYNC_RATE_LIMIT`, default 100).
     pub rate_limit: u32,
+    /// Pull sync of `pull` repositories.
+    pub pull: pull::PullSettings,
 }
 
 impl Default for SyncSettings {
     fn default() -> Self {
-        SyncSettings { rate_limit: 100 }
+        SyncSettings { rate_limit: 100, pull: pull::PullSettings::default() }
     }
 }
 
 impl SyncSettings {
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<SyncSettings, ConfigError> {
-        let mut s = SyncSettings::default();
+        let mut s = SyncSettings { pull: pull::PullSettings::from_lookup(get)?, ..SyncSettings::default() };
         if let Some(v) = get("SYNC_RATE_LIMIT") {
             s.rate_limit = match v.parse::<u32>() {
                 Ok(n) if n > 0 => n,
@@ -61,16 +64,17 @@ pub struct SyncState {
     pub push_limit: Arc<Policy>,
     /// `GET …/status`: per client IP and exact path, as in the original service.
     pub status_limit: Arc<Policy>,
-    pub writer: Writer,
+    /// Shared with the job runner, whose pull syncs ingest through it too.
+    pub writer: Arc<Writer>,
 }
 
 impl SyncState {
-    pub fn new(settings: &SyncSettings, db: &Db, redis: Option<Arc<RedisHandle>>) -> SyncState {
+    pub fn new(settings: &SyncSettings, writer: Arc<Writer>, redis: Option<Arc<RedisHandle>>) -> SyncState {
         let minute = Duration::from_secs(60);
         SyncState {
             push_limit: Policy::new("sync_push", settings.rate_limit, minute, redis.clone()),
             status_limit: Policy::new("sync_status", settings.rate_limit, minute, redis),
-            writer: Writer::new(db),
+            writer,
         }
     }
 }

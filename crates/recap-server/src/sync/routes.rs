@@ -9,11 +9,7 @@ use axum::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{
-    model::*,
-    service::{self, Actor},
-    store::CommitFilter,
-};
+use super::{model::*, service, store::CommitFilter};
 use crate::{
     accounts::auth::ApiCaller,
     error::{ApiError, ApiResult, ErrorEnvelope, FieldError},
@@ -30,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(push_commits))
         .routes(routes!(sync_status))
+        .routes(routes!(request_pull_sync))
         .routes(routes!(list_commits))
         .routes(routes!(get_commit))
         .routes(routes!(repo_stats))
@@ -102,14 +99,13 @@ async fn push_commits(
     if !decision.allowed {
         return refused(&decision);
     }
-    let actor = Actor { user_id: caller.user.id, ip: Some(caller.ip) };
     // The ingest runs to its end even if the client goes away meanwhile, so a repository is never
     // left `syncing` by a dropped request.
-    let outcome =
-        tokio::spawn(
-            async move { service::push(&state.db, &state.sync.writer, actor, &project_id, &repo_id, &body).await },
-        )
-        .await;
+    let outcome = tokio::spawn(async move {
+        service::push(&state.db, &state.sync.writer, caller.user.id, Some(caller.ip), &project_id, &repo_id, &body)
+            .await
+    })
+    .await;
     match outcome {
         Ok(Ok(out)) => limited(&decision, (StatusCode::CREATED, axum::Json(out))),
         Ok(Err(e)) => limited(&decision, e),
@@ -150,6 +146,49 @@ async fn sync_status(
         Ok(out) => limited(&decision, axum::Json(out)),
         Err(e) => limited(&decision, e),
     }
+}
+
+/// The optional body of `POST /api/v1/repos/{repo_id}/sync`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullSyncIn {
+    /// Read the whole history again instead of starting after `last_ingested_sha`.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Pull a `pull` repository from its `remote_url` now.
+///
+/// The project's owner or a maintainer (an API key needs `sync:commits`). The sync runs as a
+/// background job; `GET …/status` shows its progress (`syncing`, then `healthy` or `error` with
+/// the reason). At most one sync per repository is queued: asking again while one is pending or
+/// running answers with that job (`queued: false`). A remote that cannot be pulled (SSH, a local
+/// path outside `PULL_LOCAL_ROOTS`, an address the outbound guard refuses) is a 400 now.
+#[utoipa::path(post, path = "/api/v1/repos/{repo_id}/sync", tag = "sync", security(("bearer" = [])),
+    params(("repo_id" = Uuid, Path)),
+    request_body(content = Option<PullSyncIn>, description = "Optional; `{}` or no body for an incremental sync"),
+    responses(
+        (status = 202, body = super::pull::SyncRequestedOut),
+        (status = 400, description = "Not a pull repository, no remote_url, or a remote that cannot be pulled", body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, description = "Viewer of the project, or an API key without sync:commits", body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope),
+    ))]
+async fn request_pull_sync(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(repo_id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, axum::Json<super::pull::SyncRequestedOut>)> {
+    caller.require_scope("sync:commits")?;
+    let input: PullSyncIn = if body.iter().all(u8::is_ascii_whitespace) {
+        PullSyncIn::default()
+    } else {
+        crate::http::extract::parse_json(&body)?
+    };
+    let out = super::pull::request(&state, caller.user.id, Some(caller.ip), &repo_id, input.force).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(out)))
 }
 
 fn reader(caller: &ApiCaller) -> ApiResult<()> {

@@ -28,7 +28,8 @@ use crate::{
 /// Who ingests, for the audit row.
 #[derive(Debug, Clone, Copy)]
 pub struct Actor {
-    pub user_id: Uuid,
+    /// `None` for work nobody asked for (a scheduled pull sync).
+    pub user_id: Option<Uuid>,
     pub ip: Option<IpAddr>,
 }
 
@@ -40,13 +41,14 @@ const ALREADY_EXISTS: &str = "Commit already exists";
 pub async fn push(
     db: &Db,
     writer: &Writer,
-    actor: Actor,
+    user_id: Uuid,
+    ip: Option<IpAddr>,
     project_id: &str,
     repo_ref: &str,
     body: &[u8],
 ) -> ApiResult<SyncCommitsOut> {
     let batch = model::parse_push(body)?;
-    let (project, _) = require_project(db, project_id, actor.user_id, ProjectRole::Maintainer).await?;
+    let (project, _) = require_project(db, project_id, user_id, ProjectRole::Maintainer).await?;
     let repo = projects_store::repo_in_project(db, project.id, repo_ref).await?.ok_or_else(repo_not_found)?;
     if repo.sync_method != "push_client" {
         return Err(ApiError::bad_request(format!(
@@ -54,6 +56,7 @@ pub async fn push(
             repo.sync_method
         )));
     }
+    let actor = Actor { user_id: Some(user_id), ip };
     ingest(db, writer, &repo, &batch.commits, actor, batch.client_version.as_deref()).await
 }
 
@@ -92,7 +95,7 @@ pub async fn ingest(
     }
 }
 
-async fn record_failure(
+pub(crate) async fn record_failure(
     db: &Db,
     writer: &Writer,
     repo_id: Uuid,
@@ -105,7 +108,7 @@ async fn record_failure(
         store::mark_failed(tx, repo_id, message).await?;
         audit::record(
             tx,
-            AuditEntry::new("sync_commits", Some(actor.user_id), actor.ip)
+            AuditEntry::new("sync_commits", actor.user_id, actor.ip)
                 .resource("repository", repo_id)
                 .details(truncate(&format!("Sync failed: {message}"), 1000)),
         )
@@ -243,7 +246,7 @@ async fn write_batch(
     }
     audit::record(
         tx,
-        AuditEntry::new("sync_commits", Some(actor.user_id), actor.ip).resource("repository", repo.id).details(details),
+        AuditEntry::new("sync_commits", actor.user_id, actor.ip).resource("repository", repo.id).details(details),
     )
     .await?;
     // The event commits (or rolls back) with the commits; it goes to the project members' webhooks.

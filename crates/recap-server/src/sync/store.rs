@@ -412,6 +412,16 @@ pub async fn mark_failed(tx: &mut Tx, repo_id: Uuid, message: &str) -> Result<()
         .map(|_| ()))
 }
 
+/// Every pull repository with a remote: id, last sync, `sync_frequency` (for the scheduler).
+pub async fn pull_repos(db: &Db) -> Result<Vec<(Uuid, Option<OffsetDateTime>, Option<String>)>, sqlx::Error> {
+    on_db!(db, |pool| sqlx::query_as(
+        "SELECT id, last_sync_at, sync_frequency FROM repositories \
+         WHERE sync_method = 'pull' AND remote_url IS NOT NULL AND remote_url <> '' ORDER BY id"
+    )
+    .fetch_all(pool)
+    .await)
+}
+
 /// Repositories left `syncing` by a process that stopped mid-push become `error`.
 pub async fn reset_interrupted(db: &Db, message: &str) -> Result<u64, sqlx::Error> {
     on_db!(db, |pool| sqlx::query(

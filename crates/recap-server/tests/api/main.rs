@@ -14,6 +14,7 @@ mod migrations;
 mod oauth;
 mod ops;
 mod projects;
+mod pull_sync;
 mod rate_limit;
 mod recaps;
 mod security;

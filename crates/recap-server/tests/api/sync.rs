@@ -21,14 +21,14 @@ struct Fixture {
     repo: String,
 }
 
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
+pub(crate) async fn json_of(response: reqwest::Response, status: u16) -> Value {
     let got = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(got, status, "{body}");
     body
 }
 
-async fn create_project(app: &TestApp, token: &str, slug: &str) -> String {
+pub(crate) async fn create_project(app: &TestApp, token: &str, slug: &str) -> String {
     let response =
         app.post_as("/api/v1/projects", token).json(&json!({"name": slug, "slug": slug})).send().await.unwrap();
     json_of(response, 201).await["id"].as_str().unwrap().to_owned()
@@ -44,7 +44,7 @@ async fn create_repo(app: &TestApp, token: &str, project: &str, name: &str, sync
     json_of(response, 201).await["id"].as_str().unwrap().to_owned()
 }
 
-async fn api_key(app: &TestApp, token: &str, scopes: &str) -> String {
+pub(crate) async fn api_key(app: &TestApp, token: &str, scopes: &str) -> String {
     let response = app
         .post_as("/api/v1/api-keys/", token)
         .json(&json!({"name": "client", "scopes": scopes}))
@@ -54,7 +54,7 @@ async fn api_key(app: &TestApp, token: &str, scopes: &str) -> String {
     json_of(response, 201).await["full_key"].as_str().unwrap().to_owned()
 }
 
-async fn add_member(app: &TestApp, token: &str, project: &str, email: &str, role: &str) {
+pub(crate) async fn add_member(app: &TestApp, token: &str, project: &str, email: &str, role: &str) {
     let response = app
         .post_as(&format!("/api/v1/projects/{project}/members"), token)
         .json(&json!({"email": email, "role": role}))
