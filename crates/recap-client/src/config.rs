@@ -22,6 +22,10 @@ pub struct Config {
     pub batch_size: usize,
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// Send authors and committers by their canonical identity from each repository's
+    /// `.mailmap` (as `git log` shows them); default true.
+    #[serde(default = "default_mailmap")]
+    pub mailmap: bool,
     pub projects: Vec<Project>,
 }
 
@@ -48,6 +52,10 @@ fn default_batch_size() -> usize {
 
 fn default_max_retries() -> u32 {
     3
+}
+
+fn default_mailmap() -> bool {
+    true
 }
 
 impl Config {
@@ -146,6 +154,10 @@ batch_size: 100
 
 # Attempts per batch on 429, 5xx and network errors (capped exponential backoff, honours Retry-After).
 max_retries: 3
+
+# Authors and committers as each repository's .mailmap names them (like `git log`), so one person
+# with several names or e-mails counts once. Set to false to send them as recorded.
+mailmap: true
 
 projects:
   - name: "Demo"                                          # display only

@@ -86,7 +86,7 @@ pub async fn sync(config: &Config, options: &SyncOptions) -> anyhow::Result<Sync
     for project in &config.projects {
         for repo in &project.repos {
             let label = format!("{}/{}", project.name, repo.git_url);
-            match sync_repo(&api, config.batch_size, project, repo, options.dry_run, progress, &mut report).await {
+            match sync_repo(&api, config, project, repo, options.dry_run, progress, &mut report).await {
                 Ok(()) => report.repos_ok += 1,
                 Err(e) => {
                     report.repos_failed += 1;
@@ -114,6 +114,7 @@ fn read_history(
     branch: Option<String>,
     last: Option<String>,
     batch_size: usize,
+    options: &recap_git::WalkOptions,
     tx: mpsc::Sender<Event>,
 ) {
     let run = || -> Result<(), String> {
@@ -122,7 +123,7 @@ fn read_history(
         // Resume from the server's last SHA only when it is known here and an ancestor of the tip.
         let from = last
             .filter(|sha| sha == &resolved.sha || matches!(recap_git::count(&path, sha, Some(&resolved.sha)), Ok(0)));
-        let walk = recap_git::walk(&path, &resolved.sha, from.as_deref())
+        let walk = recap_git::walk_with(&path, &resolved.sha, from.as_deref(), options)
             .map_err(|e| format!("cannot walk {}: {e}", path.display()))?;
         let total = walk.len();
         let start = Event::Start { branch: resolved.name.clone(), fell_back: resolved.fell_back, total, from };
@@ -153,7 +154,7 @@ fn read_history(
 
 async fn sync_repo(
     api: &Api,
-    batch_size: usize,
+    config: &Config,
     project: &Project,
     repo: &Repo,
     dry_run: bool,
@@ -166,7 +167,9 @@ async fn sync_repo(
     let (tx, mut rx) = mpsc::channel(2);
     let reader = {
         let (path, branch, last) = (path.clone(), repo.branch.clone(), status.last_ingested_sha.clone());
-        tokio::task::spawn_blocking(move || read_history(path, branch, last, batch_size, tx))
+        let options = recap_git::WalkOptions { mailmap: config.mailmap, ..recap_git::WalkOptions::default() };
+        let batch_size = config.batch_size;
+        tokio::task::spawn_blocking(move || read_history(path, branch, last, batch_size, &options, tx))
     };
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut failure: Option<anyhow::Error> = None;

@@ -225,6 +225,24 @@ fn windows_1252(b: u8) -> char {
     }
 }
 
+/// Replaces an author's or committer's name and e-mail by their canonical ones from the
+/// repository's mailmap (matching as git does: by e-mail, case-insensitively, and by name and
+/// e-mail when the entry names both), within the same length limits.
+pub(crate) fn apply_mailmap(mailmap: &gix::mailmap::Snapshot, name: &mut String, email: &mut String) {
+    use gix::bstr::{ByteSlice, ByteVec};
+    let signature =
+        gix::actor::SignatureRef { name: name.as_bytes().as_bstr(), email: email.as_bytes().as_bstr(), time: "" };
+    let Some(resolved) = mailmap.try_resolve_ref(signature) else { return };
+    let text = |value: &gix::bstr::BStr| clip(Vec::from(value.as_bytes()).into_string_lossy(), MAX_IDENT_CHARS);
+    let (new_name, new_email) = (resolved.name.map(text), resolved.email.map(text));
+    if let Some(new_name) = new_name.filter(|n| !n.trim().is_empty()) {
+        *name = new_name;
+    }
+    if let Some(new_email) = new_email.filter(|e| !e.trim().is_empty()) {
+        *email = new_email;
+    }
+}
+
 /// Splits a decoded message into the push API's title and body.
 ///
 /// The message is trimmed (Unicode whitespace, like the original client's Python `str.strip()`);
@@ -245,7 +263,7 @@ pub fn split_message(message: &str) -> (String, Option<String>) {
 }
 
 /// Cuts a string to at most `max` characters (code points).
-fn clip(mut s: String, max: usize) -> String {
+pub(crate) fn clip(mut s: String, max: usize) -> String {
     if let Some((byte, _)) = s.char_indices().nth(max) {
         s.truncate(byte);
     }

@@ -12,7 +12,7 @@ use gix::objs::Find;
 
 use crate::error::{Error, Result};
 use crate::numstat::Differ;
-use crate::record::{CommitRecord, decode, parse_commit, parse_ident, split_message};
+use crate::record::{CommitRecord, apply_mailmap, decode, parse_commit, parse_ident, split_message};
 
 /// The commit a ref resolved to, and which ref that was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,11 +174,15 @@ pub struct WalkOptions {
     /// `core.deltaBaseCacheLimit`, 96 MiB in git). Reading an object stored as a chain of deltas
     /// needs its bases; this cache keeps the recently rebuilt ones.
     pub pack_cache_bytes: usize,
+    /// Report authors and committers by their canonical name and e-mail from the repository's
+    /// mailmap (`.mailmap` in the work tree, or `HEAD:.mailmap` in a bare repository, plus the
+    /// `mailmap.file` / `mailmap.blob` settings), as `git log` and `git shortlog` show them.
+    pub mailmap: bool,
 }
 
 impl Default for WalkOptions {
     fn default() -> Self {
-        WalkOptions { threads: 0, chunk: 256, pack_cache_bytes: 6 << 20 }
+        WalkOptions { threads: 0, chunk: 256, pack_cache_bytes: 6 << 20, mailmap: true }
     }
 }
 
@@ -230,6 +234,7 @@ pub fn walk_with(repo_path: impl AsRef<Path>, tip: &str, stop_at: Option<&str>, 
     let stop = stop_at.map(|s| resolve_oid(&repo, s)).transpose()?;
     let ids = Arc::new(oldest_first(&repo, tip, stop)?);
     let settings = Settings { pack_cache_bytes: options.pack_cache_bytes, shallow: repo.is_shallow().unwrap_or(false) };
+    let mailmap = options.mailmap.then(|| repo.open_mailmap()).filter(|m| m.iter().next().is_some());
     drop(repo);
     let threads = options.thread_count();
     let chunk = options.chunk.max(1);
@@ -238,7 +243,7 @@ pub fn walk_with(repo_path: impl AsRef<Path>, tip: &str, stop_at: Option<&str>, 
     } else {
         Engine::Pool(Pool::start(path, settings, Arc::clone(&ids), threads, chunk))
     };
-    Ok(Walk { ids, next: 0, engine, ready: std::collections::VecDeque::new() })
+    Ok(Walk { ids, next: 0, engine, ready: std::collections::VecDeque::new(), mailmap })
 }
 
 /// The iterator returned by [`walk`]: `Result<CommitRecord>` items, oldest first, with an exact
@@ -248,6 +253,8 @@ pub struct Walk {
     next: usize,
     engine: Engine,
     ready: std::collections::VecDeque<Result<CommitRecord>>,
+    /// Applied to each record as it is yielded (`None`: off, or the repository has none).
+    mailmap: Option<gix::mailmap::Snapshot>,
 }
 
 enum Engine {
@@ -279,7 +286,12 @@ impl Iterator for Walk {
             }
         }
         self.next += 1;
-        self.ready.pop_front()
+        let mut item = self.ready.pop_front()?;
+        if let (Some(mailmap), Ok(record)) = (&self.mailmap, &mut item) {
+            apply_mailmap(mailmap, &mut record.author_name, &mut record.author_email);
+            apply_mailmap(mailmap, &mut record.committer_name, &mut record.committer_email);
+        }
+        Some(item)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -454,3 +454,60 @@ fn records_serialise_with_offsets() {
     );
     assert_eq!(json["author_email"], "Test.User@Example.com");
 }
+
+/// With a `.mailmap`, authors and committers come out as `git log`'s `%aN <%aE>` / `%cN <%cE>`
+/// (mapped by e-mail case-insensitively, and by name and e-mail); without the option, as recorded.
+#[test]
+fn the_mailmap_gives_canonical_identities_like_git() {
+    let mut r = Repo::new("main");
+    let people: [(&str, &str); 4] = [
+        ("Ada Lovelace", "ada@example.com"),
+        ("ada", "ADA@old-laptop.local"),
+        ("Bob", "bob@example.com"),
+        ("Robert Build", "ci@example.com"),
+    ];
+    for (i, (name, email)) in people.iter().enumerate() {
+        r.write("file.txt", format!("change {i}\n"));
+        let env = [
+            ("GIT_AUTHOR_NAME", bytes(name.as_bytes())),
+            ("GIT_AUTHOR_EMAIL", bytes(email.as_bytes())),
+            ("GIT_COMMITTER_NAME", bytes(name.as_bytes())),
+            ("GIT_COMMITTER_EMAIL", bytes(email.as_bytes())),
+        ];
+        r.commit_with(format!("Change {i}").as_bytes(), &[], &[], &env);
+    }
+    r.write(
+        ".mailmap",
+        "Ada Lovelace <ada@example.com> <ada@old-laptop.local>\n\
+         Bob Builder <bob@example.com>\n\
+         Bob Builder <bob@example.com> Robert Build <ci@example.com>\n",
+    );
+    r.commit("Add a mailmap");
+    let tip = r.head();
+
+    let expected = String::from_utf8(r.git(&["log", "--reverse", "--format=%aN|%aE|%cN|%cE"])).unwrap();
+    let mapped = walk_all(&r.path, &tip, None, &WalkOptions::default());
+    let got: Vec<String> = mapped
+        .iter()
+        .filter(|c| c.message_title.starts_with("Change"))
+        .map(|c| format!("{}|{}|{}|{}", c.author_name, c.author_email, c.committer_name, c.committer_email))
+        .collect();
+    let expected: Vec<&str> = expected.lines().take(4).collect();
+    assert_eq!(got, expected);
+    assert_eq!(got[1], "Ada Lovelace|ada@example.com|Ada Lovelace|ada@example.com");
+    assert_eq!(got[3], "Bob Builder|bob@example.com|Bob Builder|bob@example.com");
+
+    let raw = walk_all(&r.path, &tip, None, &WalkOptions { mailmap: false, ..WalkOptions::default() });
+    assert_eq!((raw[1].author_name.as_str(), raw[1].author_email.as_str()), ("ada", "ADA@old-laptop.local"));
+
+    // A bare clone reads HEAD:.mailmap.
+    let bare = tempfile::tempdir().unwrap();
+    let bare_path = bare.path().join("bare.git");
+    run({
+        let mut cmd = git_cmd(bare.path());
+        cmd.args(["clone", "-q", "--bare"]).arg(&r.path).arg(&bare_path);
+        cmd
+    });
+    let from_bare = walk_all(&bare_path, &tip, None, &WalkOptions::default());
+    assert_eq!(from_bare, mapped);
+}

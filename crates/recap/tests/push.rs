@@ -196,9 +196,32 @@ async fn push_sync_sends_the_whole_history_in_batches_and_resumes() {
     assert_eq!(text(&out.stdout).matches("would send").count(), 250, "{}", show(&out));
     assert_eq!(status(a, &s).await["total_commits"], 0, "dry-run sends nothing");
 
+    // Two of the three committers are one person: the .mailmap (in the work tree, not committed)
+    // merges them before anything is sent.
+    std::fs::write(repo.join(".mailmap"), "Dev Zero <dev0@example.com> <dev1@example.com>\n").unwrap();
     let out = push(&["sync"]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(text(&out.stdout).contains("250 commits to send"), "{}", show(&out));
+    let r = reqwest::Client::new().get(format!("{a}/api/v1/repos/{}/stats", s.repo)).bearer_auth(&s.token);
+    let stats = json_of(r.send().await.unwrap(), 200).await;
+    let mut authors: Vec<(String, String, i64)> = stats["authors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["author_email"].as_str().unwrap().into(),
+                a["author_name"].as_str().unwrap().into(),
+                a["commits"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    authors.sort();
+    let expected_authors = vec![
+        ("dev0@example.com".to_owned(), "Dev Zero".to_owned(), 167),
+        ("dev2@example.com".to_owned(), "Dev 2".to_owned(), 83),
+    ];
+    assert_eq!(authors, expected_authors, "{stats}");
     assert!(text(&out.stdout).contains("main not found"), "{}", show(&out));
     let expected: u64 = git(&repo, &["rev-list", "--count", "trunk"]).parse().unwrap();
     let st = status(a, &s).await;
