@@ -123,33 +123,69 @@ async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), D
         after.extend(returned.into_iter().map(|(email, day, commits)| ((email, day), commits)));
     }
 
-    // Fold the days into one all-time delta per author.
-    let mut per_author: HashMap<&str, (DayTotals, i64)> = HashMap::new();
+    // Fold the days into one delta per author and month, and one per author (all time).
+    let mut per_month: HashMap<(&str, Date), (DayTotals, i64)> = HashMap::new();
+    let mut per_author: HashMap<(&str, Date), (DayTotals, i64)> = HashMap::new();
     for ((email, day), t) in &rows {
         let new_day = after.get(&(email.clone(), *day)) == Some(&t.commits);
-        let (sum, days) = per_author.entry(email.as_str()).or_insert_with(|| (DayTotals::default(), 0));
-        sum.author_name.clone_from(&t.author_name);
-        sum.commits += t.commits;
-        sum.additions += t.additions;
-        sum.deletions += t.deletions;
-        sum.pts += t.pts;
-        sum.reb += t.reb;
-        sum.ast += t.ast;
-        sum.blk += t.blk;
-        sum.tov += t.tov;
-        sum.impact += t.impact;
-        *days += i64::from(new_day);
+        for (rollup, key) in [(&mut per_month, month_of(*day)), (&mut per_author, ALL_TIME)] {
+            let (sum, days) = rollup.entry((email.as_str(), key)).or_insert_with(|| (DayTotals::default(), 0));
+            sum.author_name.clone_from(&t.author_name);
+            sum.commits += t.commits;
+            sum.additions += t.additions;
+            sum.deletions += t.deletions;
+            sum.pts += t.pts;
+            sum.reb += t.reb;
+            sum.ast += t.ast;
+            sum.blk += t.blk;
+            sum.tov += t.tov;
+            sum.impact += t.impact;
+            *days += i64::from(new_day);
+        }
     }
-    let authors: Vec<(&str, (DayTotals, i64))> = per_author.into_iter().collect();
-    for chunk in authors.chunks(ROWS_PER_STATEMENT) {
+    add_to_rollup(tx, project_id, Rollup::Months, per_month).await?;
+    add_to_rollup(tx, project_id, Rollup::AllTime, per_author).await
+}
+
+/// The first day of `day`'s month: the key of the monthly rows.
+pub fn month_of(day: Date) -> Date {
+    day.replace_day(1).expect("every month has a first day")
+}
+
+/// Placeholder key of the all-time deltas (the all-time table has no date column).
+const ALL_TIME: Date = Date::MIN;
+
+enum Rollup {
+    /// `author_monthly_stats`, keyed by author and month.
+    Months,
+    /// `author_totals`, keyed by author.
+    AllTime,
+}
+
+/// Adds per-author deltas (sums and new active days) to a rollup table.
+async fn add_to_rollup(
+    tx: &mut Tx,
+    project_id: Uuid,
+    rollup: Rollup,
+    deltas: HashMap<(&str, Date), (DayTotals, i64)>,
+) -> Result<(), sqlx::Error> {
+    let (table, month_column, key) = match rollup {
+        Rollup::Months => ("author_monthly_stats", "month, ", "project_id, month, author_email"),
+        Rollup::AllTime => ("author_totals", "", "project_id, author_email"),
+    };
+    let rows: Vec<((&str, Date), (DayTotals, i64))> = deltas.into_iter().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         on_tx!(tx, |conn| {
-            let mut q = QueryBuilder::new(
-                "INSERT INTO author_totals (project_id, author_email, author_name, commits, additions, deletions, \
-                 pts, reb, ast, blk, tov, impact, active_days) ",
-            );
-            q.push_values(chunk, |mut b, (email, (t, days))| {
-                b.push_bind(project_id)
-                    .push_bind(*email)
+            let mut q = QueryBuilder::new(format!(
+                "INSERT INTO {table} (project_id, {month_column}author_email, author_name, commits, additions, \
+                 deletions, pts, reb, ast, blk, tov, impact, active_days) "
+            ));
+            q.push_values(chunk, |mut b, ((email, month), (t, days))| {
+                b.push_bind(project_id);
+                if matches!(rollup, Rollup::Months) {
+                    b.push_bind(*month);
+                }
+                b.push_bind(*email)
                     .push_bind(&t.author_name)
                     .push_bind(t.commits)
                     .push_bind(t.additions)
@@ -162,16 +198,16 @@ async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), D
                     .push_bind(t.impact)
                     .push_bind(*days);
             });
-            q.push(
-                " ON CONFLICT (project_id, author_email) DO UPDATE SET author_name = excluded.author_name, \
-                 commits = author_totals.commits + excluded.commits, \
-                 additions = author_totals.additions + excluded.additions, \
-                 deletions = author_totals.deletions + excluded.deletions, \
-                 pts = author_totals.pts + excluded.pts, reb = author_totals.reb + excluded.reb, \
-                 ast = author_totals.ast + excluded.ast, blk = author_totals.blk + excluded.blk, \
-                 tov = author_totals.tov + excluded.tov, impact = author_totals.impact + excluded.impact, \
-                 active_days = author_totals.active_days + excluded.active_days",
-            );
+            q.push(format!(
+                " ON CONFLICT ({key}) DO UPDATE SET author_name = excluded.author_name, \
+                 commits = {table}.commits + excluded.commits, \
+                 additions = {table}.additions + excluded.additions, \
+                 deletions = {table}.deletions + excluded.deletions, \
+                 pts = {table}.pts + excluded.pts, reb = {table}.reb + excluded.reb, \
+                 ast = {table}.ast + excluded.ast, blk = {table}.blk + excluded.blk, \
+                 tov = {table}.tov + excluded.tov, impact = {table}.impact + excluded.impact, \
+                 active_days = {table}.active_days + excluded.active_days"
+            ));
             q.build().execute(&mut *conn).await.map(|_| ())
         })?;
     }
@@ -193,9 +229,11 @@ struct CommitRow {
 /// commits, so memory is bounded by the number of (author, day) pairs, not of commits.
 pub async fn recompute(tx: &mut Tx, project_id: Uuid) -> Result<(), sqlx::Error> {
     let c = coefficients(tx, project_id).await?;
-    for table in
-        ["DELETE FROM author_daily_stats WHERE project_id = $1", "DELETE FROM author_totals WHERE project_id = $1"]
-    {
+    for table in [
+        "DELETE FROM author_daily_stats WHERE project_id = $1",
+        "DELETE FROM author_monthly_stats WHERE project_id = $1",
+        "DELETE FROM author_totals WHERE project_id = $1",
+    ] {
         on_tx!(tx, |conn| sqlx::query(table).bind(project_id).execute(&mut *conn).await.map(|_| ()))?;
     }
     const SQL: &str = "SELECT c.author_email, c.author_name, c.commit_date, c.additions, c.deletions, c.files_changed, \

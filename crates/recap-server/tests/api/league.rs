@@ -56,12 +56,13 @@ fn history(n: usize) -> Vec<Value> {
     (0..n)
         .map(|i| {
             let (name, email) = authors[(i * 7 + i / 3) % authors.len()];
-            let day = 1 + (i % 27);
+            // Spread over January to May, so ranges cover whole months and parts of months.
+            let (month, day) = (1 + (i % 5), 1 + (i % 27));
             json!({
                 "sha": format!("{:040x}", 0xabc000 + i),
                 "author_name": name, "author_email": email,
                 "committer_name": name, "committer_email": email,
-                "commit_date": format!("2026-03-{day:02}T{:02}:15:00Z", i % 24),
+                "commit_date": format!("2026-{month:02}-{day:02}T{:02}:15:00Z", i % 24),
                 "message_title": titles[i % titles.len()],
                 "message_body": null,
                 "additions": (i * 37) % 1500, "deletions": (i * 13) % 700, "files_changed": i % 6,
@@ -224,35 +225,59 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
         }
     });
 
-    // Other metrics and a day range.
-    let by_commits: Value = app
-        .get_as(
-            &format!("/api/v1/projects/{}/leaderboard?metric=commits&since=2026-03-01&until=2026-03-05", s.project_id),
-            &s.owner.access_token,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let in_range: Vec<Value> =
-        commits.iter().filter(|c| c["commit_date"].as_str().unwrap()[..10] <= *"2026-03-05").cloned().collect();
-    check_board(&by_commits, &expected(&in_range, &coefficients, merged), |i| {
+    // Other metrics and day ranges: within a month, across whole months with partial months at
+    // either end, and open at one end.
+    let person = |i: &Value| {
         if i["identity_id"].is_null() {
             i["email"].as_str().unwrap().to_owned()
         } else {
             i["display_name"].as_str().unwrap().to_owned()
         }
-    });
-    let counts: Vec<i64> =
-        by_commits["items"].as_array().unwrap().iter().map(|i| i["commits"].as_i64().unwrap()).collect();
-    assert!(counts.windows(2).all(|w| w[0] >= w[1]));
+    };
+    for (since, until) in [
+        (Some("2026-03-01"), Some("2026-03-05")),
+        (Some("2026-01-15"), Some("2026-04-30")),
+        (Some("2026-02-01"), Some("2026-05-10")),
+        (Some("2026-01-31"), Some("2026-03-02")),
+        (None, Some("2026-03-31")),
+        (Some("2026-02-20"), None),
+    ] {
+        let mut query = String::new();
+        if let Some(since) = since {
+            query.push_str(&format!("&since={since}"));
+        }
+        if let Some(until) = until {
+            query.push_str(&format!("&until={until}"));
+        }
+        let path = format!("/api/v1/projects/{}/leaderboard?metric=commits&size=100{query}", s.project_id);
+        let by_commits: Value = app.get_as(&path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+        let in_range: Vec<Value> = commits
+            .iter()
+            .filter(|c| {
+                let day = &c["commit_date"].as_str().unwrap()[..10];
+                since.is_none_or(|since| day >= since) && until.is_none_or(|until| day <= until)
+            })
+            .cloned()
+            .collect();
+        check_board(&by_commits, &expected(&in_range, &coefficients, merged), person);
+        let counts: Vec<i64> =
+            by_commits["items"].as_array().unwrap().iter().map(|i| i["commits"].as_i64().unwrap()).collect();
+        assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{query}");
+    }
     // Paging.
     let page_path = format!("/api/v1/projects/{}/leaderboard?metric=impact&size=2&page=2", s.project_id);
     let page: Value = app.get_as(&page_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
     assert_eq!(page["items"][0]["rank"], 3);
     assert_eq!(page["total"], board["total"]);
+
+    // Deleting the repository takes its commits off the boards.
+    let response = app.delete_as(&format!("/api/v1/repos/{}", s.repo_id), &s.owner.access_token).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    for query in ["period=all", "since=2026-01-15&until=2026-04-30"] {
+        let path = format!("/api/v1/projects/{}/leaderboard?{query}", s.project_id);
+        let board: Value = app.get_as(&path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+        assert_eq!((board["total"].as_i64(), board["items"].as_array().map(Vec::len)), (Some(0), Some(0)), "{board}");
+    }
 }
 
 async fn scoring_and_identities_rules(engine: Engine) {
