@@ -109,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
         ("all", "period=all&metric=impact"),
         ("june", "since=2024-06-01&until=2024-06-30&metric=commits"),
         ("range", "since=2024-01-01&until=2024-12-31&metric=active_days"),
+        // A year that starts and ends mid-month: whole months plus two partial months of days.
+        ("offset", "since=2024-01-15&until=2025-01-14&metric=impact"),
     ] {
         let url = format!("{base}/api/v1/projects/{pid}/leaderboard?{query}&size=50");
         let first: Value = http.get(&url).bearer_auth(&jwt).send().await?.json().await?;
