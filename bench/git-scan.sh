@@ -28,8 +28,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/recap-git-scan.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 echo "==> building the scan example (release, target dir $CARGO_TARGET_DIR)"
-(cd "$root" && cargo build --release -q -p recap-git --example scan)
+(cd "$root" && cargo build --release -q -p recap-git --example scan && cargo build --release -q -p recap)
 scan=$CARGO_TARGET_DIR/release/examples/scan
+recap=$CARGO_TARGET_DIR/release/recap
 
 if [[ $# -ge 1 ]]; then
     repo=$(cd "$1" && pwd)
@@ -66,7 +67,7 @@ if ! diff -q "$tmp/git.txt" "$tmp/scan.txt" > /dev/null; then
 fi
 echo "    identical: $(wc -l < "$tmp/git.txt") commits, $(awk '{a+=$2; d+=$3; f+=$4} END {print "+" a " -" d ", " f " files"}' "$tmp/git.txt")"
 
-best_git=; best_scan=; rss_git=0; rss_scan=0
+best_git=; best_scan=; best_push=; rss_git=0; rss_scan=0; rss_push=0
 for i in $(seq "$runs"); do
     /usr/bin/time -f '%e %M' -o "$tmp/t" bash -c "$(declare -f git_log); repo='$repo' tip='$tip' git_log > /dev/null"
     read -r secs kb < "$tmp/t"
@@ -79,10 +80,17 @@ for i in $(seq "$runs"); do
     echo "    run $i  recap-git scan:    ${secs}s  peak RSS $((kb / 1024)) MB"
     if [[ -z $best_scan ]] || awk "BEGIN {exit !($secs < $best_scan)}"; then best_scan=$secs; fi
     (( kb > rss_scan )) && rss_scan=$kb
+    # What the acceptance names: the client's own command, reading the history exactly as `sync` does.
+    /usr/bin/time -f '%e %M' -o "$tmp/t" "$recap" push scan "$repo" --branch "$tip" > "$tmp/push.out"
+    read -r secs kb < "$tmp/t"
+    echo "    run $i  recap push scan:   ${secs}s  peak RSS $((kb / 1024)) MB  ($(cut -d'(' -f1 "$tmp/push.out" | sed 's/.*: //'))"
+    if [[ -z $best_push ]] || awk "BEGIN {exit !($secs < $best_push)}"; then best_push=$secs; fi
+    (( kb > rss_push )) && rss_push=$kb
 done
 echo "==> scan's own report (last run):"
 sed 's/^/    /' "$tmp/scan.err"
 echo "==> result over $runs runs (best wall time, highest peak RSS; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '    %-34s %8ss %6s MB\n' "git log --numstat --no-renames" "$best_git" "$((rss_git / 1024))"
 printf '    %-34s %8ss %6s MB\n' "recap-git scan (example)" "$best_scan" "$((rss_scan / 1024))"
-awk "BEGIN {printf \"    scan / git = %.2f\n\", $best_scan / $best_git}"
+printf '    %-34s %8ss %6s MB\n' "recap push scan" "$best_push" "$((rss_push / 1024))"
+awk "BEGIN {printf \"    scan / git = %.2f, push scan / git = %.2f\n\", $best_scan / $best_git, $best_push / $best_git}"

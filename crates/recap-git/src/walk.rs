@@ -182,7 +182,7 @@ pub struct WalkOptions {
 
 impl Default for WalkOptions {
     fn default() -> Self {
-        WalkOptions { threads: 0, chunk: 256, pack_cache_bytes: 6 << 20, mailmap: true }
+        WalkOptions { threads: 0, chunk: 256, pack_cache_bytes: 4 << 20, mailmap: true }
     }
 }
 

@@ -50,8 +50,23 @@ pub async fn downgrade(db: &Db, steps: usize) -> anyhow::Result<Vec<i64>> {
 }
 
 /// The newest applied migration version, if any.
+///
+/// One query (it serves `GET /api/v1/status`); a database without the migrations table has none.
 pub async fn current(db: &Db) -> anyhow::Result<Option<i64>> {
-    Ok(applied(db).await?.last().map(|(v, _)| *v))
+    let newest: Result<Option<i64>, sqlx::Error> =
+        crate::on_db!(db, |pool| sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await);
+    match newest {
+        Ok(version) => Ok(version),
+        // SQLite: "no such table"; PostgreSQL: undefined_table.
+        Err(sqlx::Error::Database(e))
+            if e.code().as_deref() == Some("42P01") || e.message().contains("no such table") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Every known migration, applied or pending, oldest first.

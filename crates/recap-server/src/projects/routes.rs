@@ -229,10 +229,10 @@ async fn remove_member(
 ) -> ApiResult<StatusCode> {
     let (project, _) = require_project(&state.db, &id, caller.user.id, ProjectRole::Owner).await?;
     let user_id = Uuid::parse_str(&user_id).map_err(|_| ApiError::not_found("Member not found"))?;
-    let mut tx = state.db.begin().await?;
     let role = store::member_role(&state.db, project.id, user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Member not found"))?;
+    let mut tx = state.db.begin().await?;
     if role == "owner" && store::count_owners(&mut tx, project.id).await? <= 1 {
         return Err(ApiError::bad_request("A project needs at least one owner"));
     }
