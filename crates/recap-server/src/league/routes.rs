@@ -6,7 +6,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    scoring::Coefficients,
+    scoring::{Coefficients, FIX_WORDS, WIP_WORDS, metrics},
     stats,
     store::{self, PersonTotals},
 };
@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_identities, create_identity))
         .routes(routes!(delete_identity))
         .routes(routes!(leaderboard))
+        .routes(routes!(commit_metrics))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -133,6 +134,104 @@ async fn put_scoring_legacy(
     Json(input): Json<ScoringIn>,
 ) -> ApiResult<axum::Json<ScoringOut>> {
     write_scoring(&state, &caller, &project_id, input).await
+}
+
+/// One commit's scoring (the league contract's `GET /scoring/commits/{commit_id}/metrics`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommitMetricsOut {
+    /// `<repo_id>:<sha>`, as in the commit queries.
+    pub commit_id: String,
+    pub commit_sha: String,
+    pub author_email: String,
+    pub commit_date: String,
+    pub message_title: String,
+    pub additions: i64,
+    pub deletions: i64,
+    pub files_changed: i64,
+    pub is_merge: bool,
+    pub pts: i64,
+    pub reb: i64,
+    pub ast: i64,
+    pub blk: i64,
+    pub tov: i64,
+    pub impact_score: f64,
+    /// How each figure came about, with this project's coefficients.
+    pub breakdown: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// The scoring of one commit under its project's current coefficients, with the rule behind
+/// each figure. Any role in the commit's project; `commit_id` is `<repo_id>:<sha>` or a bare SHA.
+#[utoipa::path(get, path = "/api/v1/scoring/commits/{commit_id}/metrics", tag = "league", security(("bearer" = [])),
+    params(("commit_id" = String, Path, description = "`<repo_id>:<sha>` (a commit's `id`), or a full SHA")),
+    responses((status = 200, body = CommitMetricsOut), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn commit_metrics(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(commit_id): Path<String>,
+) -> ApiResult<axum::Json<CommitMetricsOut>> {
+    let commit = crate::sync::service::commit_by_id(&state.db, caller.user.id, &commit_id).await?;
+    let repo = crate::projects::store::repo_by_id(&state.db, commit.repo_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Commit not found"))?;
+    let c = store::scoring(&state.db, repo.project_id).await?.map(|r| r.coefficients.0).unwrap_or_default();
+    let m = metrics(&c, commit.additions, commit.deletions, commit.files_changed, &commit.message_title);
+    let title = commit.message_title.to_lowercase();
+    let word_rule = |words: &[&str], bonus: i64, name: &str, value: i64| match words.iter().find(|w| title.contains(*w))
+    {
+        Some(word) => format!("the title contains '{word}': {name} {bonus} = {value}"),
+        None => format!("the title contains none of {}: 0", words.join(", ")),
+    };
+    let breakdown = std::collections::BTreeMap::from([
+        (
+            "pts",
+            format!(
+                "commit_base {} + min(additions {}, max_additions_cap {}) × additions_weight {} = {} (truncated)",
+                c.commit_base, commit.additions, c.max_additions_cap, c.additions_weight, m.pts
+            ),
+        ),
+        (
+            "reb",
+            format!(
+                "min(deletions {}, max_deletions_cap {}) × deletions_weight {} = {} (truncated)",
+                commit.deletions, c.max_deletions_cap, c.deletions_weight, m.reb
+            ),
+        ),
+        (
+            "ast",
+            if commit.files_changed > 3 {
+                format!("files_changed {} > 3: multi_file_bonus {}", commit.files_changed, m.ast)
+            } else {
+                format!("files_changed {} ≤ 3: 0", commit.files_changed)
+            },
+        ),
+        ("blk", word_rule(&FIX_WORDS, c.fix_bonus, "fix_bonus", m.blk)),
+        ("tov", word_rule(&WIP_WORDS, c.wip_penalty, "wip_penalty", m.tov)),
+        (
+            "impact_score",
+            format!(
+                "PTS {} × 1.0 + REB {} × 0.6 + AST {} × 0.8 + BLK {} × 1.2 + TOV {} × 0.7 = {}",
+                m.pts, m.reb, m.ast, m.blk, m.tov, m.impact
+            ),
+        ),
+    ]);
+    Ok(axum::Json(CommitMetricsOut {
+        commit_id: format!("{}:{}", commit.repo_id, commit.sha),
+        commit_sha: commit.sha,
+        author_email: commit.author_email,
+        commit_date: rfc3339(commit.commit_date),
+        message_title: commit.message_title,
+        additions: commit.additions,
+        deletions: commit.deletions,
+        files_changed: commit.files_changed,
+        is_merge: commit.is_merge,
+        pts: m.pts,
+        reb: m.reb,
+        ast: m.ast,
+        blk: m.blk,
+        tov: m.tov,
+        impact_score: m.impact,
+        breakdown,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -68,8 +68,8 @@ pub struct Metrics {
     pub impact: f64,
 }
 
-const FIX_WORDS: [&str; 4] = ["fix", "bug", "hotfix", "revert"];
-const WIP_WORDS: [&str; 4] = ["wip", "tmp", "debug", "test"];
+pub const FIX_WORDS: [&str; 4] = ["fix", "bug", "hotfix", "revert"];
+pub const WIP_WORDS: [&str; 4] = ["wip", "tmp", "debug", "test"];
 
 /// Plain substring matching on the lower-cased title, as the original scored it (so "prefix"
 /// counts as a fix and "latest" as a test: kept for score parity).

@@ -37,6 +37,21 @@ struct DayTotals {
     impact: f64,
 }
 
+impl DayTotals {
+    /// Adds `other`'s sums (not its name).
+    fn add_sums(&mut self, other: &DayTotals) {
+        self.commits += other.commits;
+        self.additions += other.additions;
+        self.deletions += other.deletions;
+        self.pts += other.pts;
+        self.reb += other.reb;
+        self.ast += other.ast;
+        self.blk += other.blk;
+        self.tov += other.tov;
+        self.impact += other.impact;
+    }
+}
+
 pub async fn coefficients(tx: &mut Tx, project_id: Uuid) -> Result<Coefficients, sqlx::Error> {
     let stored: Option<Json<Coefficients>> =
         on_tx!(tx, |conn| sqlx::query_scalar("SELECT coefficients FROM scoring_configs WHERE project_id = $1")
@@ -53,15 +68,18 @@ fn add(totals: &mut HashMap<(String, Date), DayTotals>, c: &Coefficients, commit
     if t.author_name.is_empty() {
         t.author_name = commit.author_name.to_owned();
     }
-    t.commits += 1;
-    t.additions += commit.additions;
-    t.deletions += commit.deletions;
-    t.pts += m.pts;
-    t.reb += m.reb;
-    t.ast += m.ast;
-    t.blk += m.blk;
-    t.tov += m.tov;
-    t.impact += m.impact;
+    t.add_sums(&DayTotals {
+        author_name: String::new(),
+        commits: 1,
+        additions: commit.additions,
+        deletions: commit.deletions,
+        pts: m.pts,
+        reb: m.reb,
+        ast: m.ast,
+        blk: m.blk,
+        tov: m.tov,
+        impact: m.impact,
+    });
 }
 
 /// Adds newly inserted commits of `project_id` to the daily totals, inside the ingesting transaction.
@@ -131,15 +149,7 @@ async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), D
         for (rollup, key) in [(&mut per_month, month_of(*day)), (&mut per_author, ALL_TIME)] {
             let (sum, days) = rollup.entry((email.as_str(), key)).or_insert_with(|| (DayTotals::default(), 0));
             sum.author_name.clone_from(&t.author_name);
-            sum.commits += t.commits;
-            sum.additions += t.additions;
-            sum.deletions += t.deletions;
-            sum.pts += t.pts;
-            sum.reb += t.reb;
-            sum.ast += t.ast;
-            sum.blk += t.blk;
-            sum.tov += t.tov;
-            sum.impact += t.impact;
+            sum.add_sums(t);
             *days += i64::from(new_day);
         }
     }

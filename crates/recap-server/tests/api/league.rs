@@ -270,6 +270,40 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
     assert_eq!(page["items"][0]["rank"], 3);
     assert_eq!(page["total"], board["total"]);
 
+    // One commit's scoring, under the project's current coefficients, by its id or its SHA.
+    let commit = &commits[1];
+    assert_eq!(commit["message_title"], "Fix crash on empty input");
+    let id = format!("{}:{}", s.repo_id, commit["sha"].as_str().unwrap());
+    let want = metrics(
+        &coefficients,
+        commit["additions"].as_i64().unwrap(),
+        commit["deletions"].as_i64().unwrap(),
+        commit["files_changed"].as_i64().unwrap(),
+        commit["message_title"].as_str().unwrap(),
+    );
+    for path_id in [id.clone(), commit["sha"].as_str().unwrap().to_owned()] {
+        let response = app
+            .get_as(&format!("/api/v1/scoring/commits/{path_id}/metrics"), &s.owner.access_token)
+            .send()
+            .await
+            .unwrap();
+        let scored: Value = response.json().await.unwrap();
+        assert_eq!(scored["commit_id"], id.as_str(), "{scored}");
+        assert_eq!(scored["message_title"], commit["message_title"]);
+        let figures = ["pts", "reb", "ast", "blk", "tov"].map(|k| scored[k].as_i64().unwrap());
+        assert_eq!(figures, [want.pts, want.reb, want.ast, want.blk, want.tov], "{scored}");
+        assert!((scored["impact_score"].as_f64().unwrap() - want.impact).abs() < 1e-9);
+        assert!(scored["breakdown"]["pts"].as_str().unwrap().starts_with("commit_base 3 + "), "{scored}");
+        assert!(scored["breakdown"]["blk"].as_str().unwrap().contains("'fix'"), "{scored}");
+    }
+    let outsider = app.signed_in("outsider@example.com").await;
+    let response =
+        app.get_as(&format!("/api/v1/scoring/commits/{id}/metrics"), &outsider.access_token).send().await.unwrap();
+    assert_envelope(response, 404, "NOT_FOUND").await;
+    let response =
+        app.get_as("/api/v1/scoring/commits/not-a-commit/metrics", &s.owner.access_token).send().await.unwrap();
+    assert_envelope(response, 404, "NOT_FOUND").await;
+
     // Deleting the repository takes its commits off the boards.
     let response = app.delete_as(&format!("/api/v1/repos/{}", s.repo_id), &s.owner.access_token).send().await.unwrap();
     assert_eq!(response.status(), 204);
