@@ -57,6 +57,9 @@ impl SyncSettings {
     }
 }
 
+/// Connection tests per user and minute.
+const TEST_CONNECTIONS_PER_MINUTE: u32 = 20;
+
 /// What the sync routes share, created once per app: the request budgets of the two routes and
 /// the write queue of ingestion.
 pub struct SyncState {
@@ -64,6 +67,8 @@ pub struct SyncState {
     pub push_limit: Arc<Policy>,
     /// `GET …/status`: per client IP and exact path, as in the original service.
     pub status_limit: Arc<Policy>,
+    /// `POST /api/v1/repos/test-connection`: per user, as it makes the server connect somewhere.
+    pub test_connection_limit: Arc<Policy>,
     /// Shared with the job runner, whose pull syncs ingest through it too.
     pub writer: Arc<Writer>,
 }
@@ -73,7 +78,8 @@ impl SyncState {
         let minute = Duration::from_secs(60);
         SyncState {
             push_limit: Policy::new("sync_push", settings.rate_limit, minute, redis.clone()),
-            status_limit: Policy::new("sync_status", settings.rate_limit, minute, redis),
+            status_limit: Policy::new("sync_status", settings.rate_limit, minute, redis.clone()),
+            test_connection_limit: Policy::new("repo_test_connection", TEST_CONNECTIONS_PER_MINUTE, minute, redis),
             writer,
         }
     }

@@ -228,6 +228,11 @@ fn authorization(repo: &RepoRow, remote: &Remote, sealer: &Sealer) -> Result<Opt
     let unreadable = || Refused("credentials: the stored credentials cannot be read (was the key changed?)".into());
     let json = sealer.open(sealed).map_err(|_| unreadable())?;
     let credentials: Credentials = serde_json::from_str(&json).map_err(|_| unreadable())?;
+    basic_header(credentials, url)
+}
+
+/// The `Authorization` header for `credentials` (none without a token; only over https).
+fn basic_header(credentials: Credentials, url: &reqwest::Url) -> Result<Option<String>, Refused> {
     let Some(token) = credentials.token.filter(|t| !t.is_empty()) else { return Ok(None) };
     if url.scheme() != "https" {
         return Err(Refused("credentials: a token is only sent to an https:// remote".into()));
@@ -694,6 +699,98 @@ pub async fn request(
         job_state: enqueued.state,
     })
 }
+
+// ----- testing a remote -----
+
+/// `POST /api/v1/repos/test-connection`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct TestConnectionIn {
+    pub remote_url: String,
+    /// `local`, `ssh` or `https` (informational: the URL decides).
+    #[serde(default)]
+    pub remote_type: Option<String>,
+    /// The branch a sync would read (default `main`, which falls back to the default branch).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// As a repository's `credentials`: `{"token": "…", "username"?: "…"}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestConnectionOut {
+    /// Whether a pull sync with these settings would find its branch.
+    pub success: bool,
+    pub message: String,
+    /// The remote's branches when it could be listed, else `null`.
+    pub available_branches: Option<Vec<String>>,
+}
+
+impl TestConnectionOut {
+    fn failed(message: impl Into<String>) -> TestConnectionOut {
+        TestConnectionOut { success: false, message: message.into(), available_branches: None }
+    }
+}
+
+/// Lists the branches of a remote the way a pull sync would reach it (same rules, same isolated
+/// git, a shorter timeout). Failures are answers (`success: false` with the reason), not errors.
+pub async fn test_connection(state: &AppState, input: TestConnectionIn) -> TestConnectionOut {
+    let settings = PullSettings {
+        timeout: state.settings.sync.pull.timeout.min(TEST_TIMEOUT),
+        ..state.settings.sync.pull.clone()
+    };
+    let remote = match resolve_remote(&input.remote_url, &settings, state.jobs.context().outbound.guard()).await {
+        Ok(remote) => remote,
+        Err(Refused(message)) => return TestConnectionOut::failed(message),
+    };
+    let authorization = match (&input.credentials, &remote) {
+        (Some(serde_json::Value::Object(_)), Remote::Http(url)) => {
+            let credentials: Credentials = match serde_json::from_value(input.credentials.clone().unwrap_or_default()) {
+                Ok(c) => c,
+                Err(_) => {
+                    return TestConnectionOut::failed("credentials: expected {\"token\": \"…\", \"username\"?: \"…\"}");
+                }
+            };
+            match basic_header(credentials, url) {
+                Ok(header) => header,
+                Err(Refused(message)) => return TestConnectionOut::failed(message),
+            }
+        }
+        _ => None,
+    };
+    let git = Git::new(&settings, &remote, authorization);
+    let mut args: Vec<OsString> = ["ls-remote", "--symref", "--"].map(OsString::from).to_vec();
+    args.push(remote.source());
+    args.push("HEAD".into());
+    args.push("refs/heads/*".into());
+    let listing = match git.run(&args).await {
+        Ok(listing) => listing,
+        Err(message) => return TestConnectionOut::failed(format!("Could not reach the remote: {message}")),
+    };
+    let mut branches: Vec<String> =
+        listing.lines().filter_map(|l| l.split_once('\t')?.1.strip_prefix("refs/heads/").map(str::to_owned)).collect();
+    branches.sort();
+    branches.dedup();
+    let default =
+        listing.lines().find_map(|l| l.strip_prefix("ref: refs/heads/")?.strip_suffix("\tHEAD")).map(str::to_owned);
+    let branch = input.branch.as_deref().map(str::trim).filter(|b| !b.is_empty()).unwrap_or("main");
+    let (success, message) = if branches.iter().any(|b| b == branch) {
+        (true, format!("Connected: branch '{branch}' found"))
+    } else if branch == "main"
+        && let Some(default) = &default
+    {
+        (true, format!("Connected: no branch 'main', a sync reads the default branch '{default}'"))
+    } else if branches.is_empty() {
+        (false, "Connected, but the remote has no branches".to_owned())
+    } else {
+        (false, format!("Connected, but branch '{branch}' does not exist"))
+    };
+    TestConnectionOut { success, message, available_branches: Some(branches) }
+}
+
+/// Longest a connection test waits for git.
+const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(push_commits))
         .routes(routes!(sync_status))
         .routes(routes!(request_pull_sync))
+        .routes(routes!(test_connection))
         .routes(routes!(list_commits))
         .routes(routes!(get_commit))
         .routes(routes!(repo_stats))
@@ -189,6 +190,37 @@ async fn request_pull_sync(
     };
     let out = super::pull::request(&state, caller.user.id, Some(caller.ip), &repo_id, input.force).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(out)))
+}
+
+/// Check that a remote can be pulled before creating or changing a repository.
+///
+/// Lists the remote's branches with the rules and the isolated git of pull sync (SSRF guard,
+/// `PULL_LOCAL_ROOTS`, https-only tokens). A remote that cannot be reached or used is a 200 with
+/// `success: false` and the reason; `success` is true when a sync would find its branch (`main`
+/// falls back to the default branch). Any signed-in user (an API key needs `sync:commits`);
+/// 20 tests per user and minute.
+#[utoipa::path(post, path = "/api/v1/repos/test-connection", tag = "sync", security(("bearer" = [])),
+    request_body = super::pull::TestConnectionIn,
+    responses(
+        (status = 200, body = super::pull::TestConnectionOut),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope),
+    ))]
+async fn test_connection(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    crate::http::extract::Json(input): crate::http::extract::Json<super::pull::TestConnectionIn>,
+) -> Response {
+    if let Err(e) = caller.require_scope("sync:commits") {
+        return e.into_response();
+    }
+    let decision = state.sync.test_connection_limit.check(&caller.user.id.to_string()).await;
+    if !decision.allowed {
+        return refused(&decision);
+    }
+    limited(&decision, axum::Json(super::pull::test_connection(&state, input).await))
 }
 
 fn reader(caller: &ApiCaller) -> ApiResult<()> {

@@ -20,6 +20,7 @@ engine_tests!(
     pull_requests_are_checked_before_anything_is_queued,
     a_failing_pull_marks_the_repository_and_keeps_the_data,
     the_schedule_queues_due_repositories_once,
+    a_connection_test_lists_branches_or_says_why_not,
 );
 
 /// `git` with a fixed identity and no user configuration.
@@ -348,4 +349,78 @@ async fn the_schedule_queues_due_repositories_once(engine: Engine) {
     assert_eq!(s.status(pushed["id"].as_str().unwrap()).await["status"], "pending");
     // Just synced: nothing is due (the interval is an hour; the yearly tick is ahead).
     assert_eq!(schedule().await, 1);
+}
+
+async fn a_connection_test_lists_branches_or_says_why_not(engine: Engine) {
+    let Some(s) = setup(engine).await else { return };
+    let t = s.owner.access_token.clone();
+    let dir = s.remote("listed", 2);
+    git(&dir, &["branch", "topic"]);
+    let test = |body: Value| {
+        let request = s.app.post_as("/api/v1/repos/test-connection", &t).json(&body);
+        async move { json_of(request.send().await.unwrap(), 200).await }
+    };
+    let path = dir.to_str().unwrap();
+
+    let ok = test(json!({"remote_url": path, "branch": "topic"})).await;
+    assert_eq!(
+        ok,
+        json!({"success": true, "message": "Connected: branch 'topic' found", "available_branches": ["main", "topic"]})
+    );
+    let ok = test(json!({"remote_url": format!("file://{path}")})).await;
+    assert_eq!((ok["success"].as_bool(), ok["message"].as_str()), (Some(true), Some("Connected: branch 'main' found")));
+
+    let missing = test(json!({"remote_url": path, "branch": "develop"})).await;
+    assert_eq!(missing["success"], false);
+    assert_eq!(missing["message"], "Connected, but branch 'develop' does not exist");
+    assert_eq!(missing["available_branches"], json!(["main", "topic"]));
+
+    // `main` missing: a sync falls back to the default branch, and the test says so.
+    git(&dir, &["branch", "-m", "main", "trunk"]);
+    let fallback = test(json!({"remote_url": path})).await;
+    assert_eq!(fallback["success"], true, "{fallback}");
+    assert_eq!(fallback["message"], "Connected: no branch 'main', a sync reads the default branch 'trunk'");
+
+    for (remote, reason) in [
+        ("/etc", "outside the directories"),
+        ("git@github.com:acme/api.git", "SSH"),
+        ("https://10.0.0.7/acme/api.git", "not allowed"),
+    ] {
+        let refused = test(json!({"remote_url": remote})).await;
+        assert_eq!((refused["success"].as_bool(), refused["available_branches"].is_null()), (Some(false), true));
+        assert!(refused["message"].as_str().unwrap().contains(reason), "{remote}: {refused}");
+    }
+    std::fs::create_dir_all(s.root.path().join("remotes/empty")).unwrap();
+    let empty = s.root.path().join("remotes/empty");
+    let unreachable = test(json!({"remote_url": empty.to_str().unwrap()})).await;
+    assert_eq!(unreachable["success"], false);
+    assert!(unreachable["message"].as_str().unwrap().starts_with("Could not reach the remote: "), "{unreachable}");
+    let plain = test(json!({"remote_url": "http://93.184.216.34/a.git", "credentials": {"token": "t0ken"}})).await;
+    assert_eq!(plain["success"], false);
+    assert!(plain["message"].as_str().unwrap().contains("only sent to an https:// remote"));
+    assert!(!plain.to_string().contains("t0ken"));
+
+    // The body is required; the caller must be signed in (an API key needs sync:commits).
+    let r = s.app.post_as("/api/v1/repos/test-connection", &t).json(&json!({"branch": "main"})).send().await.unwrap();
+    assert_envelope(r, 422, "VALIDATION_ERROR").await;
+    let r = s.app.post_raw("/api/v1/repos/test-connection", json!({"remote_url": path}).to_string()).await;
+    assert_envelope(r, 401, "AUTHENTICATION_ERROR").await;
+    let reader = api_key(&s.app, &t, "read:repos").await;
+    let r = s
+        .app
+        .post_as("/api/v1/repos/test-connection", &reader)
+        .json(&json!({"remote_url": path}))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(r, 403, "AUTHORIZATION_ERROR").await;
+
+    // 20 tests per user and minute: 9 were answered above (refusals before the limit do not count).
+    for _ in 0..11 {
+        assert_eq!(test(json!({"remote_url": "/etc"})).await["success"], false);
+    }
+    let r =
+        s.app.post_as("/api/v1/repos/test-connection", &t).json(&json!({"remote_url": "/etc"})).send().await.unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    assert_envelope(r, 429, "RATE_LIMIT_EXCEEDED").await;
 }
