@@ -42,7 +42,12 @@ impl Drop for Server {
 }
 
 fn start_server(dir: &Path) -> Server {
+    start_server_with(dir, &[])
+}
+
+fn start_server_with(dir: &Path, envs: &[(&str, &str)]) -> Server {
     let mut cmd = recap(dir);
+    cmd.envs(envs.iter().copied());
     cmd.args(["serve", "--port", "0"])
         .env("DATABASE_URL", format!("sqlite://{}", dir.join("recap.db").display()))
         .stdout(Stdio::piped())
@@ -375,4 +380,40 @@ async fn the_real_gitleague_client_tests_and_syncs_a_repository() {
     let out = run(&["sync"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(status(a, &s).await["total_commits"], 100);
+}
+
+/// Pull sync in the real server: its in-process workers pick the job up, fetch the local remote
+/// and ingest it; the status route shows the outcome.
+#[tokio::test]
+async fn recap_serve_pulls_a_repository_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let remotes = dir.path().join("remotes");
+    std::fs::create_dir_all(&remotes).unwrap();
+    let repo = new_repo(&remotes, "main", 120);
+    let roots = remotes.to_str().unwrap().to_owned();
+    let server = start_server_with(dir.path(), &[("PULL_LOCAL_ROOTS", &roots), ("JOB_POLL_INTERVAL", "100ms")]);
+    let a = &server.address;
+    let s = setup(a, "pushed").await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{a}/api/v1/projects/{}/repos", s.project))
+        .bearer_auth(&s.token)
+        .json(&json!({"name": "pulled", "sync_method": "pull", "remote_url": repo.to_str().unwrap()}));
+    let pulled = json_of(r.send().await.unwrap(), 201).await["id"].as_str().unwrap().to_owned();
+    let r = http.post(format!("{a}/api/v1/repos/{pulled}/sync")).bearer_auth(&s.token);
+    assert_eq!(json_of(r.send().await.unwrap(), 202).await["queued"], true);
+
+    let status_path = format!("{a}/api/v1/sync/projects/{}/repos/{pulled}/status", s.project);
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = json_of(http.get(&status_path).bearer_auth(&s.token).send().await.unwrap(), 200).await;
+        if status["status"] == "healthy" || status["status"] == "error" {
+            break status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no sync within 30 s: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["status"], "healthy", "{status}");
+    assert_eq!(status["total_commits"], 120);
+    assert_eq!(status["last_ingested_sha"], git(&repo, &["rev-parse", "main"]));
 }
