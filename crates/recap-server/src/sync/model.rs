@@ -204,6 +204,31 @@ struct RawCommit<'a> {
     parent_count: Loose<'a>,
 }
 
+/// The scalar `visit_*` methods of a visitor that answers `$other` for every scalar (the value
+/// is only told apart from the container it should have been).
+macro_rules! scalars_are {
+    ($value:ty, $other:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_unit<E>(self) -> Result<$value, E> {
+            Ok($other)
+        }
+    };
+}
+
 /// One element of `commits`: an object, or something else (a 422 for that element).
 #[derive(Debug)]
 enum Item<'a> {
@@ -226,24 +251,7 @@ impl<'de: 'a, 'a> Visitor<'de> for ItemVisitor<'a> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Item::NotAnObject)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Item<'a>, E> {
-        Ok(Item::NotAnObject)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Item<'a>, E> {
-        Ok(Item::NotAnObject)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Item<'a>, E> {
-        Ok(Item::NotAnObject)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Item<'a>, E> {
-        Ok(Item::NotAnObject)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Item<'a>, E> {
-        Ok(Item::NotAnObject)
-    }
-    fn visit_unit<E>(self) -> Result<Item<'a>, E> {
-        Ok(Item::NotAnObject)
-    }
+    scalars_are!(Item<'a>, Item::NotAnObject);
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Item<'a> {
@@ -280,24 +288,7 @@ impl<'de: 'a, 'a> Visitor<'de> for CommitsVisitor<'a> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Commits::NotAList)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Commits<'a>, E> {
-        Ok(Commits::NotAList)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Commits<'a>, E> {
-        Ok(Commits::NotAList)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Commits<'a>, E> {
-        Ok(Commits::NotAList)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Commits<'a>, E> {
-        Ok(Commits::NotAList)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Commits<'a>, E> {
-        Ok(Commits::NotAList)
-    }
-    fn visit_unit<E>(self) -> Result<Commits<'a>, E> {
-        Ok(Commits::NotAList)
-    }
+    scalars_are!(Commits<'a>, Commits::NotAList);
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Commits<'a> {
