@@ -31,6 +31,15 @@ where
     }
 }
 
+/// For `#[serde(default, deserialize_with = "crate::http::extract::present")]` on an
+/// `Option<Option<T>>` field of a partial update: a field sent as `null` is `Some(None)`, a field
+/// not sent stays `None`.
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    de: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(de).map(Some)
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::validation(vec![FieldError::new(vec!["body".into()], "Field required", "missing")]));

@@ -1,6 +1,6 @@
 //! Request and response types of the items routes, and the validated values they parse into.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -26,22 +26,17 @@ pub struct ItemIn {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ItemPatch {
     /// 1 to 255 characters after trimming; `null` is refused.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
     #[schema(value_type = Option<String>)]
     pub title: Option<Option<String>>,
     /// `null` (or an empty string) clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     /// `null` is refused.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
     #[schema(value_type = Option<bool>)]
     pub is_active: Option<Option<bool>>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from a field not sent (`None`, via `default`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(de: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(de).map(Some)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
