@@ -25,6 +25,17 @@ use crate::{
     webhooks::{self, Audience, events},
 };
 
+/// Runs a few milliseconds of CPU work (parsing a 1000-commit body, encoding its insert) without
+/// holding up the async worker it runs on: on the multi-threaded runtime the worker's other tasks
+/// move to another thread meanwhile. That matters for the ingest writer: its task is woken once
+/// per statement and would otherwise wait behind other requests' parsing each time.
+fn cpu_bound<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Who ingests, for the audit row.
 #[derive(Debug, Clone, Copy)]
 pub struct Actor {
@@ -47,7 +58,7 @@ pub async fn push(
     repo_ref: &str,
     body: &[u8],
 ) -> ApiResult<SyncCommitsOut> {
-    let batch = model::parse_push(body)?;
+    let batch = cpu_bound(|| model::parse_push(body))?;
     let (project, _) = require_project(db, project_id, user_id, ProjectRole::Maintainer).await?;
     let repo = projects_store::repo_in_project(db, project.id, repo_ref).await?.ok_or_else(repo_not_found)?;
     if repo.sync_method != "push_client" {
@@ -153,7 +164,7 @@ async fn ingest_batch(
     let to_insert: Vec<&NewCommit<'_>> =
         commits.iter().filter(|c| present.is_empty() || present.binary_search(&c.sha).is_err()).collect();
     let now = writer.stamp();
-    let prepared = store::prepare_insert(db.engine(), repo.id, &to_insert, now);
+    let prepared = cpu_bound(|| store::prepare_insert(db.engine(), repo.id, &to_insert, now));
 
     let mut member = writer.join(db).await?;
     let written =
