@@ -102,7 +102,10 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// before is a new active day for its author: the upsert returns each row's commit count after
 /// the change, and a count equal to what this batch added means the row was just created.
 async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), DayTotals>) -> Result<(), sqlx::Error> {
-    let rows: Vec<((String, Date), DayTotals)> = totals.into_iter().collect();
+    // Rows go in key order, so concurrent ingests into one project lock them in the same order
+    // (PostgreSQL would otherwise deadlock two pushes that share authors and days).
+    let mut rows: Vec<((String, Date), DayTotals)> = totals.into_iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut after: HashMap<(String, Date), i64> = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let returned: Vec<(String, Date, i64)> = on_tx!(tx, |conn| {
@@ -183,7 +186,8 @@ async fn add_to_rollup(
         Rollup::Months => ("author_monthly_stats", "month, ", "project_id, month, author_email"),
         Rollup::AllTime => ("author_totals", "", "project_id, author_email"),
     };
-    let rows: Vec<((&str, Date), (DayTotals, i64))> = deltas.into_iter().collect();
+    let mut rows: Vec<((&str, Date), (DayTotals, i64))> = deltas.into_iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         on_tx!(tx, |conn| {
             let mut q = QueryBuilder::new(format!(

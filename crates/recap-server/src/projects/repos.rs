@@ -28,6 +28,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_repo, patch_repo, delete_repo))
 }
 
+/// The host of an http(s) remote, lower-cased; `None` for anything else.
+fn remote_host(remote_url: Option<&str>) -> Option<String> {
+    let url = reqwest::Url::parse(remote_url?.trim()).ok()?;
+    url.host_str().map(str::to_ascii_lowercase)
+}
+
 fn duplicate(name: &str) -> ApiError {
     ApiError::already_exists(format!("A repository named '{name}' already exists in this project"))
 }
@@ -209,7 +215,9 @@ async fn get_repo(
     Ok(axum::Json(RepoOut::from(&repo)))
 }
 
-/// Change a repository (owner or maintainer); `credentials: null` removes stored credentials.
+/// Change a repository (owner or maintainer); `credentials: null` removes stored credentials, and
+/// so does moving `remote_url` to another host without sending new ones (a stored token is never
+/// sent to a host it was not given for).
 #[utoipa::path(patch, path = "/api/v1/repos/{repo_id}", tag = "repositories", security(("bearer" = [])), params(("repo_id" = Uuid, Path)), request_body = RepoPatch,
     responses((status = 200, body = RepoOut), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 async fn patch_repo(
@@ -222,6 +230,7 @@ async fn patch_repo(
     let c = check(&state, patch, Some(&repo))?;
     let credentials = match c.credentials {
         Some(new) => new,
+        None if remote_host(c.remote_url.as_deref()) != remote_host(repo.remote_url.as_deref()) => None,
         None => repo.credentials_encrypted.clone(),
     };
     let mut tx = state.db.begin().await?;

@@ -137,8 +137,10 @@ impl PullSettings {
 enum Remote {
     /// A directory on this machine, resolved (symlinks followed) and inside `PULL_LOCAL_ROOTS`.
     Local(PathBuf),
-    /// An `http(s)` URL that passed the SSRF guard.
-    Http(reqwest::Url),
+    /// An `http(s)` URL that passed the SSRF guard, and (for a host name) the addresses it was
+    /// checked with, as a curl `host:port:addr,…` entry: git connects to those and no others, so
+    /// a name that changes its address after the check (DNS rebinding) changes nothing.
+    Http(reqwest::Url, Option<String>),
 }
 
 impl Remote {
@@ -146,7 +148,7 @@ impl Remote {
     fn source(&self) -> OsString {
         match self {
             Remote::Local(path) => path.clone().into_os_string(),
-            Remote::Http(url) => url.as_str().into(),
+            Remote::Http(url, _) => url.as_str().into(),
         }
     }
 }
@@ -161,7 +163,13 @@ async fn resolve_remote(remote_url: &str, settings: &PullSettings, guard: &Guard
     let lower = raw.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         let url = guard.check_url(raw).await.map_err(|e| Refused(format!("remote_url: {e}")))?;
-        return Ok(Remote::Http(url));
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Refused(
+                "remote_url: a user name or token in the URL is refused; put the token in credentials".into(),
+            ));
+        }
+        let pinned = pin_addresses(&url, guard).await?;
+        return Ok(Remote::Http(url, pinned));
     }
     let path = if lower.starts_with("file://") {
         reqwest::Url::parse(raw)
@@ -180,6 +188,33 @@ async fn resolve_remote(remote_url: &str, settings: &PullSettings, guard: &Guard
     local_remote(&path, settings).map(Remote::Local)
 }
 
+/// Resolves a host name now and checks every address (the guard lets a name that does not
+/// resolve pass, for webhooks that connect later through a guarded resolver; git resolves by
+/// itself, so here the addresses are pinned). `None` for an IP literal, already checked.
+async fn pin_addresses(url: &reqwest::Url, guard: &Guard) -> Result<Option<String>, Refused> {
+    let Some(host) = url.host_str() else { return Err(Refused("remote_url: the URL has no host".into())) };
+    if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(None);
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let unresolved = || Refused(format!("remote_url: {host} does not resolve"));
+    let addresses: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host((host, port)).await.map_err(|_| unresolved())?.collect();
+    if addresses.is_empty() {
+        return Err(unresolved());
+    }
+    let mut pinned = Vec::with_capacity(addresses.len());
+    for address in &addresses {
+        guard.check_ip(address.ip()).map_err(|refusal| Refused(format!("remote_url: {host} resolves to {refusal}")))?;
+        pinned.push(match address.ip() {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+        });
+    }
+    pinned.dedup();
+    Ok(Some(format!("{host}:{port}:{}", pinned.join(","))))
+}
+
 /// `user@host:path`, git's scp-like SSH syntax.
 fn is_scp_like(raw: &str) -> bool {
     match raw.split_once(':') {
@@ -189,7 +224,10 @@ fn is_scp_like(raw: &str) -> bool {
 }
 
 /// A local remote: absolute, without `..`, inside one of the allowed roots both as written and
-/// after following symlinks (so a link cannot lead out of them), and existing.
+/// after following symlinks (so a link cannot lead out of them), and a git repository whose git
+/// directory and object store are inside the roots too and borrow no objects from elsewhere
+/// (`.git` can be a symlink or a `gitdir:` file, a work tree's objects live in its common
+/// directory, and `objects/info/alternates` can name any directory: git would follow each).
 fn local_remote(path: &Path, settings: &PullSettings) -> Result<PathBuf, Refused> {
     if settings.local_roots.is_empty() {
         return Err(Refused(
@@ -206,11 +244,42 @@ fn local_remote(path: &Path, settings: &PullSettings) -> Result<PathBuf, Refused
         return Err(outside());
     }
     let real = path.canonicalize().map_err(|_| Refused("remote_url: no repository at this path".into()))?;
-    let inside = settings.local_roots.iter().any(|root| root.canonicalize().is_ok_and(|root| real.starts_with(root)));
-    if !inside {
+    let inside =
+        |p: &Path| settings.local_roots.iter().any(|root| root.canonicalize().is_ok_and(|root| p.starts_with(root)));
+    if !inside(&real) {
         return Err(outside());
     }
+    let not_a_repository = || Refused("remote_url: not a git repository".into());
+    let git_dir = git_dir_of(&real).ok_or_else(not_a_repository)?;
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(relative) => git_dir.join(relative.trim()).canonicalize().map_err(|_| not_a_repository())?,
+        Err(_) => git_dir.clone(),
+    };
+    let objects = common.join("objects").canonicalize().map_err(|_| not_a_repository())?;
+    if !inside(&git_dir) || !inside(&common) || !inside(&objects) {
+        return Err(outside());
+    }
+    if objects.join("info/alternates").exists() {
+        return Err(Refused(
+            "remote_url: repositories that borrow objects from elsewhere (alternates) are refused".into(),
+        ));
+    }
     Ok(real)
+}
+
+/// The git directory git would open for `dir` (canonical): `dir/.git` (a directory, a symlink or a
+/// `gitdir:` file), else `dir` itself when it is a bare repository.
+fn git_dir_of(dir: &Path) -> Option<PathBuf> {
+    let dot_git = dir.join(".git");
+    if dot_git.is_dir() {
+        return dot_git.canonicalize().ok();
+    }
+    if dot_git.is_file() {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        let target = Path::new(text.trim().strip_prefix("gitdir:")?.trim());
+        return if target.is_absolute() { target.canonicalize().ok() } else { dir.join(target).canonicalize().ok() };
+    }
+    (dir.join("HEAD").is_file() && dir.join("objects").is_dir()).then(|| dir.to_path_buf())
 }
 
 /// The stored credentials of a repository: `{"token": …}` (or `password`, `pat`), `username`
@@ -224,7 +293,7 @@ struct Credentials {
 
 /// The `Authorization` header git sends to an https remote, if the repository has a token.
 fn authorization(repo: &RepoRow, remote: &Remote, sealer: &Sealer) -> Result<Option<String>, Refused> {
-    let (Some(sealed), Remote::Http(url)) = (&repo.credentials_encrypted, remote) else { return Ok(None) };
+    let (Some(sealed), Remote::Http(url, _)) = (&repo.credentials_encrypted, remote) else { return Ok(None) };
     let unreadable = || Refused("credentials: the stored credentials cannot be read (was the key changed?)".into());
     let json = sealer.open(sealed).map_err(|_| unreadable())?;
     let credentials: Credentials = serde_json::from_str(&json).map_err(|_| unreadable())?;
@@ -260,6 +329,8 @@ impl<'a> Git<'a> {
             ("credential.helper", String::new()),
             ("core.askPass", String::new()),
             ("gc.autoDetach", "false".to_owned()),
+            // A redirect would take the token (and the connection) to a host nobody checked.
+            ("http.followRedirects", "false".to_owned()),
         ];
         match remote {
             Remote::Local(_) => {
@@ -267,10 +338,13 @@ impl<'a> Git<'a> {
                 // A repository owned by another user is still readable: the path was allowed.
                 config.push(("safe.directory", "*".into()));
             }
-            Remote::Http(url) => config.push((
-                if url.scheme() == "https" { "protocol.https.allow" } else { "protocol.http.allow" },
-                "always".into(),
-            )),
+            Remote::Http(url, pinned) => {
+                let protocol = if url.scheme() == "https" { "protocol.https.allow" } else { "protocol.http.allow" };
+                config.push((protocol, "always".into()));
+                if let Some(pinned) = pinned {
+                    config.push(("http.curloptResolve", pinned.clone()));
+                }
+            }
         }
         if let Some(header) = authorization {
             config.push(("http.extraHeader", header));
@@ -424,7 +498,7 @@ async fn ingest_history(
     tip: String,
     stop: Option<String>,
     actor: Actor,
-) -> Result<PullOutcome, JobError> {
+) -> Result<PullOutcome, PullFailure> {
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Result<Vec<NewCommit<'static>>, String>>(1);
     let reader = tokio::task::spawn_blocking(move || {
         let walk = match recap_git::walk(&clone, &tip, stop.as_deref()) {
@@ -459,21 +533,24 @@ async fn ingest_history(
     let mut outcome = PullOutcome::default();
     let result = async {
         while let Some(batch) = batches.recv().await {
-            let batch = batch.map_err(|e| anyhow::anyhow!("reading the history: {e}"))?;
-            let out = service::ingest(&ctx.db, &ctx.writer, repo, &batch, actor, Some("recap pull sync"))
-                .await
-                .map_err(|e| anyhow::anyhow!("ingesting: {}", e.report.message))?;
+            // A history that cannot be read is the remote's problem (recorded on the repository
+            // by the caller); a failed ingest has recorded its own failure.
+            let batch = batch.map_err(|e| PullFailure::Remote(format!("reading the history: {e}")))?;
+            let out =
+                service::ingest(&ctx.db, &ctx.writer, repo, &batch, actor, Some("recap pull sync")).await.map_err(
+                    |e| PullFailure::Ingest(JobError::Retry(anyhow::anyhow!("ingesting: {}", e.report.message))),
+                )?;
             outcome.read += out.total;
             outcome.inserted += out.inserted;
             outcome.skipped += out.skipped;
             outcome.tip = batch.last().map(|c| c.sha.as_str().to_owned());
         }
-        Ok::<_, anyhow::Error>(())
+        Ok(())
     }
     .await;
     drop(batches);
     let _ = reader.await;
-    result.map(|()| outcome).map_err(JobError::Retry)
+    result.map(|()| outcome)
 }
 
 // ----- the jobs -----
@@ -525,7 +602,10 @@ impl Job for PullSync {
                     PullFailure::Ingest(e) => return Err(e),
                 };
                 let message = format!("Pull sync failed: {message}");
-                if let Err(e) = service::record_failure(&ctx.db, &ctx.writer, repo.id, &message, actor).await {
+                if let Err(e) =
+                    service::record_failure(&ctx.db, &ctx.writer, repo.id, &message, actor, Some(ctx.writer.stamp()))
+                        .await
+                {
                     tracing::error!(error = %e, repo_id = %repo.id, "could not record a failed pull sync");
                 }
                 tracing::warn!(repo_id = %repo.id, attempt = meta.attempt, "{message}");
@@ -573,13 +653,24 @@ async fn pull(ctx: &JobContext, repo: &RepoRow, force: bool, actor: Actor) -> Re
 
     if stop.as_deref() == Some(tip.as_str()) {
         // Nothing new: the sync still counts as one (status and `last_sync_at`).
-        let mut member = ctx.writer.join(&ctx.db).await.map_err(|e| PullFailure::Ingest(e.into()))?;
-        let done = store::finish_sync(member.tx(), repo.id, "healthy", None, None, ctx.writer.stamp()).await;
-        member.finish(done.is_ok()).await.map_err(|e| PullFailure::Ingest(e.into()))?;
-        done.map_err(|e| PullFailure::Ingest(e.into()))?;
+        finish_without_commits(ctx, repo).await?;
         return Ok(PullOutcome { tip: Some(tip), ..PullOutcome::default() });
     }
-    ingest_history(ctx, repo, clone, tip, stop, actor).await.map_err(PullFailure::Ingest)
+    let outcome = ingest_history(ctx, repo, clone, tip.clone(), stop, actor).await?;
+    if outcome.read == 0 {
+        // The branch moved back to history already read: nothing to ingest, still a sync.
+        finish_without_commits(ctx, repo).await?;
+        return Ok(PullOutcome { tip: Some(tip), ..outcome });
+    }
+    Ok(outcome)
+}
+
+/// Ends a sync that had nothing to ingest: `healthy`, `last_sync_at` now.
+async fn finish_without_commits(ctx: &JobContext, repo: &RepoRow) -> Result<(), PullFailure> {
+    let mut member = ctx.writer.join(&ctx.db).await.map_err(|e| PullFailure::Ingest(e.into()))?;
+    let done = store::finish_sync(member.tx(), repo.id, "healthy", None, None, ctx.writer.stamp()).await;
+    member.finish(done.is_ok()).await.map_err(|e| PullFailure::Ingest(e.into()))?;
+    done.map_err(|e| PullFailure::Ingest(e.into()))
 }
 
 /// The scheduler's job: enqueue a [`PullSync`] for every pull repository that is due.
@@ -691,10 +782,14 @@ pub async fn request(
         repo_id: repo.id,
         job_id: enqueued.id,
         queued: enqueued.created,
-        message: if enqueued.created {
-            "Sync queued".into()
-        } else {
-            "A sync of this repository is already queued".into()
+        message: match (enqueued.created, force) {
+            (true, _) => "Sync queued".into(),
+            (false, false) => "A sync of this repository is already queued".into(),
+            (false, true) => {
+                "A sync of this repository is already queued and reads only new commits; ask again with force \
+                 once it has finished"
+                    .into()
+            }
         },
         job_state: enqueued.state,
     })
@@ -745,7 +840,7 @@ pub async fn test_connection(state: &AppState, input: TestConnectionIn) -> TestC
         Err(Refused(message)) => return TestConnectionOut::failed(message),
     };
     let authorization = match (&input.credentials, &remote) {
-        (Some(serde_json::Value::Object(_)), Remote::Http(url)) => {
+        (Some(serde_json::Value::Object(_)), Remote::Http(url, _)) => {
             let credentials: Credentials = match serde_json::from_value(input.credentials.clone().unwrap_or_default()) {
                 Ok(c) => c,
                 Err(_) => {
@@ -805,6 +900,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inside = dir.path().join("repo");
         std::fs::create_dir(&inside).unwrap();
+        git_in(&inside, &["init", "-q"]);
         let guard = Guard::default();
         let open = settings(&[dir.path()]);
 
@@ -830,11 +926,29 @@ mod tests {
             std::os::unix::fs::symlink("/etc", &link).unwrap();
             assert!(refused(resolve_remote(link.to_str().unwrap(), &open, &guard).await).contains("outside"));
         }
+        // Not a repository; a `.git` that leads out of the roots; borrowed objects.
+        let plain = dir.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        assert!(refused(resolve_remote(plain.to_str().unwrap(), &open, &guard).await).contains("not a git repository"));
+        let elsewhere = tempfile::tempdir().unwrap();
+        git_in(elsewhere.path(), &["init", "-q"]);
+        let pointing = dir.path().join("pointing");
+        std::fs::create_dir(&pointing).unwrap();
+        std::fs::write(pointing.join(".git"), format!("gitdir: {}\n", elsewhere.path().join(".git").display()))
+            .unwrap();
+        assert!(refused(resolve_remote(pointing.to_str().unwrap(), &open, &guard).await).contains("outside"));
+        let borrowing = dir.path().join("borrowing");
+        std::fs::create_dir(&borrowing).unwrap();
+        git_in(&borrowing, &["init", "-q"]);
+        std::fs::write(borrowing.join(".git/objects/info/alternates"), "/elsewhere/objects\n").unwrap();
+        assert!(refused(resolve_remote(borrowing.to_str().unwrap(), &open, &guard).await).contains("alternates"));
         for ssh in ["git@github.com:acme/api.git", "ssh://git@example.com/a.git", "git://example.com/a.git"] {
             assert!(refused(resolve_remote(ssh, &open, &guard).await).contains("SSH"), "{ssh}");
         }
         // The SSRF guard: loopback is refused unless allow-listed.
         assert!(refused(resolve_remote("https://127.0.0.1/a.git", &open, &guard).await).contains("not allowed"));
+        let userinfo = refused(resolve_remote("https://bob:s3cret@93.184.216.34/a.git", &open, &guard).await);
+        assert!(userinfo.contains("put the token in credentials") && !userinfo.contains("s3cret"), "{userinfo}");
         let public = resolve_remote("https://93.184.216.34/a.git", &open, &guard).await.unwrap();
         assert_eq!(public.source(), OsString::from("https://93.184.216.34/a.git"));
     }
@@ -903,7 +1017,18 @@ mod tests {
             .mount(&server)
             .await;
         let settings = PullSettings { cache_dir: dir.path().join("cache"), ..PullSettings::default() };
-        let remote = Remote::Http(reqwest::Url::parse(&format!("{}/repo.git", server.uri())).unwrap());
+        // By name, so git connects through the pinned, checked addresses (loopback is allowed
+        // here the way OUTBOUND_ALLOWLIST allows it).
+        let loopback = crate::http::ssrf::OutboundSettings {
+            allowlist: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        };
+        let url = format!("http://localhost:{}/repo.git", server.address().port());
+        let remote = resolve_remote(&url, &settings, &Guard::new(&loopback)).await.unwrap();
+        let Remote::Http(_, Some(pinned)) = &remote else { panic!("a host name is pinned: {remote:?}") };
+        assert!(pinned.starts_with(&format!("localhost:{}:", server.address().port())), "{pinned}");
+        // Without the allowance, loopback is refused after resolving the name.
+        let refused = resolve_remote(&url, &settings, &Guard::default()).await.unwrap_err().0;
+        assert!(refused.contains("localhost resolves to"), "{refused}");
         let repo_id = Uuid::new_v4();
 
         // Without the token: refused, and nothing is left in the cache.

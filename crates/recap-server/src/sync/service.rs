@@ -98,7 +98,7 @@ pub async fn ingest(
         Ok(out) => Ok(out),
         Err(e) => {
             let message = e.to_string();
-            if let Err(record) = record_failure(db, writer, repo.id, &message, actor).await {
+            if let Err(record) = record_failure(db, writer, repo.id, &message, actor, None).await {
                 tracing::error!(error = %record, repo_id = %repo.id, "could not record a failed sync");
             }
             Err(ApiError::internal(anyhow::Error::new(e).context(format!("ingesting into repository {}", repo.id))))
@@ -112,11 +112,12 @@ pub(crate) async fn record_failure(
     repo_id: Uuid,
     message: &str,
     actor: Actor,
+    attempted_at: Option<OffsetDateTime>,
 ) -> Result<(), sqlx::Error> {
     let mut member = writer.join(db).await?;
     let tx = member.tx();
     let recorded = async {
-        store::mark_failed(tx, repo_id, message).await?;
+        store::mark_failed(tx, repo_id, message, attempted_at).await?;
         audit::record(
             tx,
             AuditEntry::new("sync_commits", actor.user_id, actor.ip)

@@ -403,13 +403,24 @@ pub async fn member_ids(tx: &mut Tx, project_id: Uuid) -> Result<Vec<Uuid>, sqlx
 }
 
 /// A failed push: status `error` with the error text.
-pub async fn mark_failed(tx: &mut Tx, repo_id: Uuid, message: &str) -> Result<(), sqlx::Error> {
-    on_tx!(tx, |conn| sqlx::query("UPDATE repositories SET status = 'error', error_message = $2 WHERE id = $1")
-        .bind(repo_id)
-        .bind(message)
-        .execute(conn)
-        .await
-        .map(|_| ()))
+/// `attempted_at` (pull sync) also moves `last_sync_at`, so a failing remote is tried again once
+/// per interval rather than at every scheduler tick.
+pub async fn mark_failed(
+    tx: &mut Tx,
+    repo_id: Uuid,
+    message: &str,
+    attempted_at: Option<OffsetDateTime>,
+) -> Result<(), sqlx::Error> {
+    on_tx!(tx, |conn| sqlx::query(
+        "UPDATE repositories SET status = 'error', error_message = $2, last_sync_at = COALESCE($3, last_sync_at) \
+         WHERE id = $1"
+    )
+    .bind(repo_id)
+    .bind(message)
+    .bind(attempted_at)
+    .execute(conn)
+    .await
+    .map(|_| ()))
 }
 
 /// Every pull repository with a remote: id, last sync, `sync_frequency` (for the scheduler).

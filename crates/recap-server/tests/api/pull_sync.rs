@@ -215,6 +215,16 @@ async fn a_local_repository_is_pulled_then_only_its_new_commits(engine: Engine) 
     assert_eq!(triggers.len(), 5, "{triggers:?}");
     assert!(triggers[0].contains("full pull sync of 'service'"), "{triggers:?}");
 
+    // The branch reset back to older history: nothing to read, still a healthy sync.
+    git(&dir, &["reset", "-q", "--hard", "HEAD~3"]);
+    let before = s.status(&id).await["last_sync_at"].clone();
+    s.request_sync(&id, None, &t).await;
+    s.drain().await;
+    let status = s.status(&id).await;
+    assert_eq!((status["status"].as_str(), status["total_commits"].as_i64()), (Some("healthy"), Some(29)), "{status}");
+    assert_ne!(status["last_sync_at"], before);
+    assert_eq!(s.audit(&id, "sync_commits").await.len(), synced.len());
+
     // Deleting the repository removes its cached clone.
     let cache = s.root.path().join("cache").join(format!("{id}.git"));
     assert!(cache.join("HEAD").is_file());
@@ -253,6 +263,26 @@ async fn pull_requests_are_checked_before_anything_is_queued(engine: Engine) {
         assert!(body["detail"].as_str().unwrap().contains(message), "{repo}: {body}");
         assert!(!body.to_string().contains("t0ken"));
     }
+
+    // A stored token stays with its host: moving the remote elsewhere drops it unless new
+    // credentials come with the change.
+    let tokened = s
+        .create_repo(json!({"name": "tokened", "sync_method": "pull", "remote_url": "https://git.example.com/a.git",
+                            "credentials": {"token": "t0ken"}}))
+        .await;
+    assert_eq!(tokened["has_credentials"], true);
+    let tokened = tokened["id"].as_str().unwrap().to_owned();
+    for (url, kept) in [("https://git.example.com/renamed.git", true), ("https://attacker.example.net/a.git", false)] {
+        let r = s.app.patch_as(&format!("/api/v1/repos/{tokened}"), &t).json(&json!({"remote_url": url})).send().await;
+        assert_eq!(json_of(r.unwrap(), 200).await["has_credentials"], kept, "{url}");
+    }
+    let r = s
+        .app
+        .patch_as(&format!("/api/v1/repos/{tokened}"), &t)
+        .json(&json!({"remote_url": "https://git.example.org/a.git", "credentials": {"token": "new"}}))
+        .send()
+        .await;
+    assert_eq!(json_of(r.unwrap(), 200).await["has_credentials"], true);
 
     // The body is optional but checked.
     let body =
@@ -312,8 +342,9 @@ async fn a_failing_pull_marks_the_repository_and_keeps_the_data(engine: Engine) 
     assert_eq!(status["status"], "healthy", "{status}");
     assert_eq!(status["total_commits"], 3);
 
-    std::fs::remove_dir_all(dir.join(".git")).unwrap();
+    // Queued while it is a repository; by the time the job runs it no longer is.
     json_of(s.request_sync(&id, Some(json!({"force": true})), &t).await, 202).await;
+    std::fs::remove_dir_all(dir.join(".git")).unwrap();
     s.drain().await;
     let status = s.status(&id).await;
     assert_eq!(status["status"], "error");
@@ -333,6 +364,12 @@ async fn the_schedule_queues_due_repositories_once(engine: Engine) {
                             "sync_frequency": "0 0 1 1 *"}))
         .await;
     let pushed = s.create_repo(json!({"name": "pushed", "sync_method": "push_client"})).await;
+    // A remote that is not a repository: its failed sync also counts as the interval's sync.
+    let not_a_repo = s.root.path().join("remotes/not-a-repo");
+    std::fs::create_dir_all(&not_a_repo).unwrap();
+    let broken = s
+        .create_repo(json!({"name": "broken", "sync_method": "pull", "remote_url": not_a_repo.to_str().unwrap()}))
+        .await;
 
     let schedule = || async {
         let mut tx = s.app.state.db.begin().await.unwrap();
@@ -340,8 +377,13 @@ async fn the_schedule_queues_due_repositories_once(engine: Engine) {
         tx.commit().await.unwrap();
         s.drain().await
     };
-    // The schedule's job, then one sync per never-synced pull repository.
-    assert_eq!(schedule().await, 3);
+    // The schedule's job, then one sync per never-synced pull repository (the broken one fails
+    // for good at once: a refused remote is not retried).
+    assert_eq!(schedule().await, 4);
+    let status = s.status(broken["id"].as_str().unwrap()).await;
+    assert_eq!(status["status"], "error");
+    assert_eq!(status["error_message"], "Pull sync failed: remote_url: not a git repository");
+    assert!(status["last_sync_at"].is_string(), "{status}");
     for repo in [&due, &hourly] {
         let status = s.status(repo["id"].as_str().unwrap()).await;
         assert_eq!((status["status"].as_str(), status["total_commits"].as_i64()), (Some("healthy"), Some(4)));
@@ -394,7 +436,7 @@ async fn a_connection_test_lists_branches_or_says_why_not(engine: Engine) {
     let empty = s.root.path().join("remotes/empty");
     let unreachable = test(json!({"remote_url": empty.to_str().unwrap()})).await;
     assert_eq!(unreachable["success"], false);
-    assert!(unreachable["message"].as_str().unwrap().starts_with("Could not reach the remote: "), "{unreachable}");
+    assert_eq!(unreachable["message"], "remote_url: not a git repository");
     let plain = test(json!({"remote_url": "http://93.184.216.34/a.git", "credentials": {"token": "t0ken"}})).await;
     assert_eq!(plain["success"], false);
     assert!(plain["message"].as_str().unwrap().contains("only sent to an https:// remote"));
