@@ -288,7 +288,7 @@ impl Settings {
         s.auth = auth_settings(&get)?;
         s.gitrecap = crate::gitrecap::GitRecapSettings::from_lookup(&get)?;
         s.league = crate::league::LeagueSettings::from_lookup(&get)?;
-        s.llm = recap_llm::LlmSettings::from_lookup(&get)
+        s.llm = recap_llm::LlmSettings::from_lookup(get)
             .map_err(|e| ConfigError { var: e.variable, message: e.message })?;
         s.jobs = crate::jobs::JobSettings::from_lookup(&get)?;
         s.webhooks = crate::webhooks::WebhookSettings::from_lookup(&get)?;

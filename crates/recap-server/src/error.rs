@@ -39,7 +39,9 @@ pub struct ErrorReport {
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub report: ErrorReport,
+    /// Boxed: handlers return `Result<_, ApiError>` everywhere, and a small error keeps every
+    /// `Ok` small too.
+    pub report: Box<ErrorReport>,
     /// Seconds for `Retry-After` (429 and some 503s).
     pub retry_after: Option<u64>,
     /// The cause of a 500, logged and never sent.
@@ -52,7 +54,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            report: ErrorReport { code, message: message.into(), details: None, field_errors: None },
+            report: Box::new(ErrorReport { code, message: message.into(), details: None, field_errors: None }),
             retry_after: None,
             source: None,
         }
@@ -151,7 +153,7 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        response.extensions_mut().insert(self.report);
+        response.extensions_mut().insert(*self.report);
         response
     }
 }

@@ -22,7 +22,7 @@ pub async fn error_envelope(request: Request, next: Next) -> Response {
         Some(report) => report.clone(),
         // A handler that deliberately answered JSON (e.g. readiness' 503 report) keeps its body.
         None if is_json(&response) => return response,
-        None => ApiError::from_status(status).report,
+        None => *ApiError::from_status(status).report,
     };
     render(response, status, &report, &request_id)
 }
@@ -54,6 +54,6 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .unwrap_or("<non-string panic payload>");
     tracing::error!(panic = message, "handler panicked");
     let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    response.extensions_mut().insert(ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR).report);
+    response.extensions_mut().insert(*ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR).report);
     response
 }

@@ -145,8 +145,8 @@ async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), D
     }
 
     // Fold the days into one delta per author and month, and one per author (all time).
-    let mut per_month: HashMap<(&str, Date), (DayTotals, i64)> = HashMap::new();
-    let mut per_author: HashMap<(&str, Date), (DayTotals, i64)> = HashMap::new();
+    let mut per_month: Deltas<'_> = HashMap::new();
+    let mut per_author: Deltas<'_> = HashMap::new();
     for ((email, day), t) in &rows {
         let new_day = after.get(&(email.clone(), *day)) == Some(&t.commits);
         for (rollup, key) in [(&mut per_month, month_of(*day)), (&mut per_author, ALL_TIME)] {
@@ -168,6 +168,9 @@ pub fn month_of(day: Date) -> Date {
 /// Placeholder key of the all-time deltas (the all-time table has no date column).
 const ALL_TIME: Date = Date::MIN;
 
+/// Per-author deltas of a rollup: `(e-mail, month or ALL_TIME)` → sums and new active days.
+type Deltas<'a> = HashMap<(&'a str, Date), (DayTotals, i64)>;
+
 enum Rollup {
     /// `author_monthly_stats`, keyed by author and month.
     Months,
@@ -176,17 +179,12 @@ enum Rollup {
 }
 
 /// Adds per-author deltas (sums and new active days) to a rollup table.
-async fn add_to_rollup(
-    tx: &mut Tx,
-    project_id: Uuid,
-    rollup: Rollup,
-    deltas: HashMap<(&str, Date), (DayTotals, i64)>,
-) -> Result<(), sqlx::Error> {
+async fn add_to_rollup(tx: &mut Tx, project_id: Uuid, rollup: Rollup, deltas: Deltas<'_>) -> Result<(), sqlx::Error> {
     let (table, month_column, key) = match rollup {
         Rollup::Months => ("author_monthly_stats", "month, ", "project_id, month, author_email"),
         Rollup::AllTime => ("author_totals", "", "project_id, author_email"),
     };
-    let mut rows: Vec<((&str, Date), (DayTotals, i64))> = deltas.into_iter().collect();
+    let mut rows: Vec<_> = deltas.into_iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         on_tx!(tx, |conn| {
