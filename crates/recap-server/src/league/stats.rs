@@ -98,9 +98,11 @@ pub async fn record_ingested(tx: &mut Tx, project_id: Uuid, commits: &[StatCommi
 /// 13 bound values per row; 500 rows stay well under both engines' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Adds `totals` to the daily rows and to the all-time rows. A daily row that did not exist
-/// before is a new active day for its author: the upsert returns each row's commit count after
-/// the change, and a count equal to what this batch added means the row was just created.
+/// Adds `totals` to the daily, monthly and all-time rows. A daily row that did not exist before is
+/// a new active day for its author: the upsert returns each row's commit count after the change,
+/// and a count equal to what this batch added means the row was just created. Negative totals
+/// (a removed repository) work the same way: a daily row left with no commits is a lost active
+/// day, and rows left with no commits are deleted.
 async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), DayTotals>) -> Result<(), sqlx::Error> {
     // Rows go in key order, so concurrent ingests into one project lock them in the same order
     // (PostgreSQL would otherwise deadlock two pushes that share authors and days).
@@ -130,7 +132,8 @@ async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), D
             });
             q.push(
                 " ON CONFLICT (project_id, day, author_email) DO UPDATE SET \
-                 author_name = excluded.author_name, \
+                 author_name = CASE WHEN excluded.commits > 0 THEN excluded.author_name \
+                 ELSE author_daily_stats.author_name END, \
                  commits = author_daily_stats.commits + excluded.commits, \
                  additions = author_daily_stats.additions + excluded.additions, \
                  deletions = author_daily_stats.deletions + excluded.deletions, \
@@ -148,16 +151,32 @@ async fn upsert(tx: &mut Tx, project_id: Uuid, totals: HashMap<(String, Date), D
     let mut per_month: Deltas<'_> = HashMap::new();
     let mut per_author: Deltas<'_> = HashMap::new();
     for ((email, day), t) in &rows {
-        let new_day = after.get(&(email.clone(), *day)) == Some(&t.commits);
+        let now = after.get(&(email.clone(), *day)).copied();
+        let day_change = match now {
+            Some(n) if t.commits > 0 && n == t.commits => 1,
+            Some(0) if t.commits < 0 => -1,
+            _ => 0,
+        };
         for (rollup, key) in [(&mut per_month, month_of(*day)), (&mut per_author, ALL_TIME)] {
             let (sum, days) = rollup.entry((email.as_str(), key)).or_insert_with(|| (DayTotals::default(), 0));
             sum.author_name.clone_from(&t.author_name);
             sum.add_sums(t);
-            *days += i64::from(new_day);
+            *days += day_change;
         }
     }
     add_to_rollup(tx, project_id, Rollup::Months, per_month).await?;
-    add_to_rollup(tx, project_id, Rollup::AllTime, per_author).await
+    add_to_rollup(tx, project_id, Rollup::AllTime, per_author).await?;
+    if rows.iter().any(|(_, t)| t.commits < 0) {
+        for table in ["author_daily_stats", "author_monthly_stats", "author_totals"] {
+            let sql = format!("DELETE FROM {table} WHERE project_id = $1 AND commits <= 0");
+            on_tx!(tx, |conn| sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(project_id)
+                .execute(&mut *conn)
+                .await
+                .map(|_| ()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The first day of `day`'s month: the key of the monthly rows.
@@ -211,7 +230,8 @@ async fn add_to_rollup(tx: &mut Tx, project_id: Uuid, rollup: Rollup, deltas: De
                     .push_bind(*days);
             });
             q.push(format!(
-                " ON CONFLICT ({key}) DO UPDATE SET author_name = excluded.author_name, \
+                " ON CONFLICT ({key}) DO UPDATE SET \
+                 author_name = CASE WHEN excluded.commits > 0 THEN excluded.author_name ELSE {table}.author_name END, \
                  commits = {table}.commits + excluded.commits, \
                  additions = {table}.additions + excluded.additions, \
                  deletions = {table}.deletions + excluded.deletions, \
@@ -237,6 +257,61 @@ struct CommitRow {
     message_title: String,
 }
 
+/// Takes a repository's commits out of its project's totals, before the repository is deleted:
+/// reads only that repository's commits (not the whole project's) and subtracts them.
+pub async fn remove_repository(tx: &mut Tx, project_id: Uuid, repo_id: Uuid) -> Result<(), sqlx::Error> {
+    let c = coefficients(tx, project_id).await?;
+    const SQL: &str = "SELECT author_email, author_name, commit_date, additions, deletions, files_changed, \
+         message_title FROM commits WHERE repo_id = $1";
+    let totals = sum_commits(tx, &c, SQL, repo_id).await?;
+    let negated = totals
+        .into_iter()
+        .map(|(key, t)| {
+            let negative = DayTotals {
+                author_name: t.author_name,
+                commits: -t.commits,
+                additions: -t.additions,
+                deletions: -t.deletions,
+                pts: -t.pts,
+                reb: -t.reb,
+                ast: -t.ast,
+                blk: -t.blk,
+                tov: -t.tov,
+                impact: -t.impact,
+            };
+            (key, negative)
+        })
+        .collect();
+    upsert(tx, project_id, negated).await
+}
+
+/// Daily totals of the commits `sql` selects (bound to `id`), streamed.
+async fn sum_commits(
+    tx: &mut Tx,
+    c: &Coefficients,
+    sql: &'static str,
+    id: Uuid,
+) -> Result<HashMap<(String, Date), DayTotals>, sqlx::Error> {
+    let mut totals = HashMap::new();
+    on_tx!(tx, |conn| {
+        let mut rows = sqlx::query_as::<_, CommitRow>(sql).bind(id).fetch(&mut *conn);
+        while let Some(r) = rows.try_next().await? {
+            let commit = StatCommit {
+                author_email: &r.author_email,
+                author_name: &r.author_name,
+                commit_date: r.commit_date,
+                additions: r.additions,
+                deletions: r.deletions,
+                files_changed: r.files_changed,
+                title: &r.message_title,
+            };
+            add(&mut totals, c, &commit);
+        }
+        Ok::<(), sqlx::Error>(())
+    })?;
+    Ok(totals)
+}
+
 /// Rebuilds a project's totals from its commits (after a coefficient change). Streams the
 /// commits, so memory is bounded by the number of (author, day) pairs, not of commits.
 pub async fn recompute(tx: &mut Tx, project_id: Uuid) -> Result<(), sqlx::Error> {
@@ -250,22 +325,6 @@ pub async fn recompute(tx: &mut Tx, project_id: Uuid) -> Result<(), sqlx::Error>
     }
     const SQL: &str = "SELECT c.author_email, c.author_name, c.commit_date, c.additions, c.deletions, c.files_changed, \
          c.message_title FROM commits c JOIN repositories r ON r.id = c.repo_id WHERE r.project_id = $1";
-    let mut totals = HashMap::new();
-    on_tx!(tx, |conn| {
-        let mut rows = sqlx::query_as::<_, CommitRow>(SQL).bind(project_id).fetch(&mut *conn);
-        while let Some(r) = rows.try_next().await? {
-            let commit = StatCommit {
-                author_email: &r.author_email,
-                author_name: &r.author_name,
-                commit_date: r.commit_date,
-                additions: r.additions,
-                deletions: r.deletions,
-                files_changed: r.files_changed,
-                title: &r.message_title,
-            };
-            add(&mut totals, &c, &commit);
-        }
-        Ok::<(), sqlx::Error>(())
-    })?;
+    let totals = sum_commits(tx, &c, SQL, project_id).await?;
     upsert(tx, project_id, totals).await
 }

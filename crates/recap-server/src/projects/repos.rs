@@ -268,9 +268,9 @@ async fn delete_repo(
 ) -> ApiResult<StatusCode> {
     let (repo, _) = require_repo(&state.db, &repo_id, caller.user.id, ProjectRole::Maintainer).await?;
     let mut tx = state.db.begin().await?;
-    store::delete_repo(&mut tx, repo.id).await?;
     // Its commits leave the project's leaderboards with it.
-    crate::league::stats::recompute(&mut tx, repo.project_id).await?;
+    crate::league::stats::remove_repository(&mut tx, repo.project_id, repo.id).await?;
+    store::delete_repo(&mut tx, repo.id).await?;
     audit::record(
         &mut tx,
         AuditEntry::new("delete_repository", Some(caller.user.id), Some(caller.ip))

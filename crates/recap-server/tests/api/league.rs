@@ -304,7 +304,53 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
         app.get_as("/api/v1/scoring/commits/not-a-commit/metrics", &s.owner.access_token).send().await.unwrap();
     assert_envelope(response, 404, "NOT_FOUND").await;
 
-    // Deleting the repository takes its commits off the boards.
+    // A second repository with the same people on the same days counts on the same boards;
+    // deleting it takes exactly its commits off them again (active days shared with the first
+    // repository stay).
+    let second: Value = app
+        .post_as(&format!("/api/v1/projects/{}/repos", s.project_id), &s.owner.access_token)
+        .json(&json!({"name": "second", "sync_method": "push_client"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = Setup {
+        owner: s.owner.clone(),
+        project_id: s.project_id.clone(),
+        repo_id: second["id"].as_str().unwrap().into(),
+    };
+    let all = history(300);
+    push(&app, &second, &all[240..]).await;
+    let boards = [
+        ("period=all&size=100", None),
+        ("since=2026-01-15&until=2026-04-30&size=100", Some(("2026-01-15", "2026-04-30"))),
+    ];
+    let in_range = |commits: &[Value], range: Option<(&str, &str)>| -> Vec<Value> {
+        commits
+            .iter()
+            .filter(|c| {
+                let day = &c["commit_date"].as_str().unwrap()[..10];
+                range.is_none_or(|(since, until)| day >= since && day <= until)
+            })
+            .cloned()
+            .collect()
+    };
+    for (expected_commits, label) in [(&all[..], "with the second repository"), (&all[..240], "after deleting it")] {
+        for (query, range) in boards {
+            let path = format!("/api/v1/projects/{}/leaderboard?{query}", s.project_id);
+            let board: Value = app.get_as(&path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+            assert!(board["items"].is_array(), "{label}: {board}");
+            check_board(&board, &expected(&in_range(expected_commits, range), &coefficients, merged), person);
+        }
+        if label == "with the second repository" {
+            let r = app.delete_as(&format!("/api/v1/repos/{}", second.repo_id), &s.owner.access_token).send().await;
+            assert_eq!(r.unwrap().status(), 204);
+        }
+    }
+
+    // Deleting the last repository takes everything off the boards.
     let response = app.delete_as(&format!("/api/v1/repos/{}", s.repo_id), &s.owner.access_token).send().await.unwrap();
     assert_eq!(response.status(), 204);
     for query in ["period=all", "since=2026-01-15&until=2026-04-30"] {
