@@ -29,4 +29,4 @@ pub use error::{BoxError, Error, Result};
 pub use record::{
     CommitRecord, EMPTY_MESSAGE_TITLE, MAX_IDENT_CHARS, MAX_TITLE_CHARS, UNKNOWN_EMAIL, UNKNOWN_NAME, split_message,
 };
-pub use walk::{ResolvedRef, Walk, WalkOptions, count, resolve_ref, walk, walk_with};
+pub use walk::{ResolvedRef, Walk, WalkOptions, count, resolve_ref, resolve_ref_with, walk, walk_with};

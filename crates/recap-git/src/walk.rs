@@ -28,8 +28,12 @@ pub struct ResolvedRef {
 
 /// Opens the repository at `path` (a work tree root, its `.git` directory or a bare repository;
 /// parent directories are not searched).
-fn open(path: &Path) -> Result<gix::Repository> {
-    gix::open(path).map_err(|e| Error::Open { path: path.to_owned(), source: Box::new(e) })
+///
+/// `isolated`: only the repository's own configuration, none of the user's or the system's (and no
+/// environment variables), see [`WalkOptions::isolated_config`].
+fn open(path: &Path, isolated: bool) -> Result<gix::Repository> {
+    let opened = if isolated { gix::open_opts(path, gix::open::Options::isolated()) } else { gix::open(path) };
+    opened.map_err(|e| Error::Open { path: path.to_owned(), source: Box::new(e) })
 }
 
 /// Resolves `refname` to a commit.
@@ -43,7 +47,16 @@ fn open(path: &Path) -> Result<gix::Repository> {
 /// * `None`: the default branch, i.e. what `HEAD` points to; if `HEAD` is unborn, `main`, then
 ///   `master`, then `origin/HEAD`. A repository with none of these is [`Error::NoCommits`].
 pub fn resolve_ref(repo_path: impl AsRef<Path>, refname: Option<&str>) -> Result<ResolvedRef> {
-    let repo = open(repo_path.as_ref())?;
+    resolve_ref_with(repo_path, refname, &WalkOptions::default())
+}
+
+/// [`resolve_ref`], opening the repository as `options` say ([`WalkOptions::isolated_config`]).
+pub fn resolve_ref_with(
+    repo_path: impl AsRef<Path>,
+    refname: Option<&str>,
+    options: &WalkOptions,
+) -> Result<ResolvedRef> {
+    let repo = open(repo_path.as_ref(), options.isolated_config)?;
     match refname {
         None => default_branch(&repo),
         Some(name) => match lookup(&repo, name) {
@@ -105,7 +118,7 @@ fn resolve_oid(repo: &gix::Repository, spec: &str) -> Result<ObjectId> {
 /// Number of commits in `stop_at..tip` (all of `tip`'s history when `stop_at` is `None`), without
 /// reading any diff. `tip` and `stop_at` take what [`resolve_ref`] takes (no `main` fallback).
 pub fn count(repo_path: impl AsRef<Path>, tip: &str, stop_at: Option<&str>) -> Result<usize> {
-    let repo = open(repo_path.as_ref())?;
+    let repo = open(repo_path.as_ref(), false)?;
     let tip = resolve_oid(&repo, tip)?;
     let stop = stop_at.map(|s| resolve_oid(&repo, s)).transpose()?;
     let walk = repo.rev_walk([tip]).with_hidden(stop).all().map_err(Error::git("walking history"))?;
@@ -178,11 +191,16 @@ pub struct WalkOptions {
     /// mailmap (`.mailmap` in the work tree, or `HEAD:.mailmap` in a bare repository, plus the
     /// `mailmap.file` / `mailmap.blob` settings), as `git log` and `git shortlog` show them.
     pub mailmap: bool,
+    /// Read only the repository's own configuration: not the user's (`~/.gitconfig`) or the
+    /// system's, and no `GIT_*` environment variables. A server reading repositories on behalf
+    /// of others wants this (a `mailmap.file` in its service account's configuration must not
+    /// apply); the push client does not (it reads history the way the user's `git log` would).
+    pub isolated_config: bool,
 }
 
 impl Default for WalkOptions {
     fn default() -> Self {
-        WalkOptions { threads: 0, chunk: 256, pack_cache_bytes: 4 << 20, mailmap: true }
+        WalkOptions { threads: 0, chunk: 256, pack_cache_bytes: 4 << 20, mailmap: true, isolated_config: false }
     }
 }
 
@@ -229,11 +247,15 @@ pub fn walk(repo_path: impl AsRef<Path>, tip: &str, stop_at: Option<&str>) -> Re
 /// next one. Metadata never fails (see [`CommitRecord`]).
 pub fn walk_with(repo_path: impl AsRef<Path>, tip: &str, stop_at: Option<&str>, options: &WalkOptions) -> Result<Walk> {
     let path = repo_path.as_ref().to_owned();
-    let repo = open(&path)?;
+    let repo = open(&path, options.isolated_config)?;
     let tip = resolve_oid(&repo, tip)?;
     let stop = stop_at.map(|s| resolve_oid(&repo, s)).transpose()?;
     let ids = Arc::new(oldest_first(&repo, tip, stop)?);
-    let settings = Settings { pack_cache_bytes: options.pack_cache_bytes, shallow: repo.is_shallow().unwrap_or(false) };
+    let settings = Settings {
+        pack_cache_bytes: options.pack_cache_bytes,
+        shallow: repo.is_shallow().unwrap_or(false),
+        isolated: options.isolated_config,
+    };
     let mailmap = options.mailmap.then(|| repo.open_mailmap()).filter(|m| m.iter().next().is_some());
     drop(repo);
     let threads = options.thread_count();
@@ -312,6 +334,7 @@ impl std::fmt::Debug for Walk {
 struct Settings {
     pack_cache_bytes: usize,
     shallow: bool,
+    isolated: bool,
 }
 
 /// Records of consecutive commits (oldest first), computed with a repository handle (and object
@@ -346,7 +369,7 @@ struct Computer {
 
 impl Computer {
     fn new(path: &Path, settings: Settings) -> Result<Computer> {
-        let mut repo = open(path)?;
+        let mut repo = open(path, settings.isolated)?;
         let bytes = settings.pack_cache_bytes;
         if bytes > 0 {
             repo.objects.set_pack_cache(move || Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(bytes)));

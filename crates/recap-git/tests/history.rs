@@ -510,4 +510,9 @@ fn the_mailmap_gives_canonical_identities_like_git() {
     });
     let from_bare = walk_all(&bare_path, &tip, None, &WalkOptions::default());
     assert_eq!(from_bare, mapped);
+    // Isolated from the user's and the system's configuration (how the server reads), the
+    // repository's own mailmap still applies.
+    let isolated = WalkOptions { isolated_config: true, ..WalkOptions::default() };
+    assert_eq!(walk_all(&bare_path, &tip, None, &isolated), mapped);
+    assert_eq!(recap_git::resolve_ref_with(&bare_path, Some("main"), &isolated).unwrap().sha, tip);
 }

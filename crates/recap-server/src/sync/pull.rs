@@ -459,6 +459,12 @@ pub async fn forget_cache(settings: &PullSettings, repo_id: Uuid) {
 
 // ----- reading and ingesting -----
 
+/// How the server reads its clones: with their mailmap, and with none of the server account's
+/// own git configuration.
+fn walk_options() -> recap_git::WalkOptions {
+    recap_git::WalkOptions { isolated_config: true, ..recap_git::WalkOptions::default() }
+}
+
 /// A commit read by recap-git, as the push route would have received it. recap-git keeps every
 /// field within the push API's limits (see `recap_git::CommitRecord`).
 fn new_commit(record: recap_git::CommitRecord) -> Option<NewCommit<'static>> {
@@ -501,7 +507,7 @@ async fn ingest_history(
 ) -> Result<PullOutcome, PullFailure> {
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Result<Vec<NewCommit<'static>>, String>>(1);
     let reader = tokio::task::spawn_blocking(move || {
-        let walk = match recap_git::walk(&clone, &tip, stop.as_deref()) {
+        let walk = match recap_git::walk_with(&clone, &tip, stop.as_deref(), &walk_options()) {
             Ok(walk) => walk,
             Err(e) => return drop(sender.blocking_send(Err(e.to_string()))),
         };
@@ -586,7 +592,13 @@ impl Job for PullSync {
             return Err(JobError::Cancel(format!("the repository now syncs by {}", repo.sync_method)));
         }
         let actor = Actor { user_id: self.requested_by, ip: None };
-        match pull(&ctx, &repo, self.force, actor).await {
+        let pulled = pull(&ctx, &repo, self.force, actor).await;
+        // Deleted while this sync ran: its clone (made again by this sync) goes too.
+        if let Ok(None) = projects_store::repo_by_id(&ctx.db, repo.id).await {
+            forget_cache(&ctx.settings.sync.pull, repo.id).await;
+            return Err(JobError::Cancel("the repository was deleted during the sync".into()));
+        }
+        match pulled {
             Ok(outcome) => {
                 tracing::info!(
                     repo_id = %repo.id, read = outcome.read, inserted = outcome.inserted,
@@ -641,10 +653,10 @@ async fn pull(ctx: &JobContext, repo: &RepoRow, force: bool, actor: Actor) -> Re
     let last = if force { None } else { repo.last_ingested_sha.clone() };
     let probe = clone.clone();
     let (tip, stop) = tokio::task::spawn_blocking(move || {
-        let tip = recap_git::resolve_ref(&probe, Some(&branch))
+        let tip = recap_git::resolve_ref_with(&probe, Some(&branch), &walk_options())
             .map_err(|_| format!("branch '{branch}' not found in the remote"))?;
         // A rewritten history no longer has the last ingested commit: read everything again.
-        let stop = last.filter(|sha| recap_git::resolve_ref(&probe, Some(sha)).is_ok());
+        let stop = last.filter(|sha| recap_git::resolve_ref_with(&probe, Some(sha), &walk_options()).is_ok());
         Ok::<_, String>((tip.sha, stop))
     })
     .await
