@@ -434,14 +434,33 @@ pub async fn pull_repos(db: &Db) -> Result<Vec<(Uuid, Option<OffsetDateTime>, Op
 }
 
 /// Repositories left `syncing` by a process that stopped mid-push become `error`.
+///
+/// A repository whose pull sync job is running keeps its status: that job belongs to a worker of
+/// another instance (or, after a crash, will be claimed again when its lease ends) and sets the
+/// real status when it finishes.
 pub async fn reset_interrupted(db: &Db, message: &str) -> Result<u64, sqlx::Error> {
-    on_db!(db, |pool| sqlx::query(
-        "UPDATE repositories SET status = 'error', error_message = $1 WHERE status = 'syncing'"
-    )
-    .bind(message)
-    .execute(pool)
-    .await
-    .map(|r| r.rows_affected()))
+    // The job's unique key is `repo.pull_sync:<hyphenated id>` (see `pull::PullSync::unique_key`).
+    const SQLITE_ID: &str = "lower(substr(hex(r.id), 1, 8) || '-' || substr(hex(r.id), 9, 4) || '-' || \
+         substr(hex(r.id), 13, 4) || '-' || substr(hex(r.id), 17, 4) || '-' || substr(hex(r.id), 21))";
+    let sql = |id_text: &str| {
+        format!(
+            "UPDATE repositories SET status = 'error', error_message = $1 WHERE status = 'syncing' \
+             AND id NOT IN (SELECT r.id FROM repositories r JOIN jobs j \
+             ON j.unique_key = 'repo.pull_sync:' || {id_text} WHERE j.state = 'running')"
+        )
+    };
+    match db {
+        Db::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql(SQLITE_ID)))
+            .bind(message)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        Db::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql("r.id::text")))
+            .bind(message)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+    }
 }
 
 // ----- queries -----

@@ -932,7 +932,33 @@ async fn interrupted_syncs_are_reset(engine: Engine) {
         .map(|r| r.rows_affected()))
     .unwrap();
     assert_eq!(status(&app, &f.key, &f.project, &f.repo).await["status"], "syncing");
+    // A pull sync of it running (another instance's worker): left alone.
+    let job = recap_server::sync::pull::PullSync { repo_id, force: false, requested_by: None };
+    let mut tx = app.state.db.begin().await.unwrap();
+    let options = recap_server::jobs::Enqueue {
+        unique: Some(recap_server::sync::pull::PullSync::unique_key(repo_id)),
+        ..Default::default()
+    };
+    let enqueued = recap_server::jobs::enqueue(&mut tx, &job, options).await.unwrap();
+    tx.commit().await.unwrap();
+    let mark_job = |state: &'static str| {
+        let db = app.state.db.clone();
+        async move {
+            recap_server::on_db!(&db, |pool| sqlx::query("UPDATE jobs SET state = $2 WHERE id = $1")
+                .bind(enqueued.id)
+                .bind(state)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))
+            .unwrap()
+        }
+    };
+    assert_eq!(mark_job("running").await, 1);
     // What `Application::build` runs at start-up.
+    recap_server::sync::service::reset_interrupted(&app.state.db).await;
+    assert_eq!(status(&app, &f.key, &f.project, &f.repo).await["status"], "syncing");
+    // Without one, the sync was interrupted.
+    mark_job("dead").await;
     recap_server::sync::service::reset_interrupted(&app.state.db).await;
     let st = status(&app, &f.key, &f.project, &f.repo).await;
     assert_eq!(st["status"], "error");
