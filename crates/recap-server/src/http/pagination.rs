@@ -22,13 +22,21 @@ pub struct Paging {
 }
 
 impl Paging {
+    /// Saturates: a page far past the end (`page=9223372036854775807`) is an empty page, not an
+    /// overflow.
     pub fn offset(&self) -> i64 {
-        (self.page - 1) * self.size
+        (self.page - 1).saturating_mul(self.size)
     }
 }
 
 impl PageParams {
     pub fn validate(self) -> Result<Paging, ApiError> {
+        self.validate_as("size")
+    }
+
+    /// [`PageParams::validate`] for a route whose size parameter has another name (the league
+    /// contract's `per_page`), which the error's `loc` names.
+    pub fn validate_as(self, size_name: &'static str) -> Result<Paging, ApiError> {
         let page = self.page.unwrap_or(1);
         let size = self.size.unwrap_or(50);
         let mut errors = Vec::new();
@@ -41,7 +49,7 @@ impl PageParams {
         }
         if !(1..=100).contains(&size) {
             errors.push(FieldError::new(
-                vec!["query".into(), "size".into()],
+                vec!["query".into(), size_name.into()],
                 "must be between 1 and 100",
                 "value_error",
             ));

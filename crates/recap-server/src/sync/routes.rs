@@ -12,10 +12,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{model::*, service, store::CommitFilter};
 use crate::{
     accounts::auth::ApiCaller,
-    error::{ApiError, ApiResult, ErrorEnvelope, FieldError},
+    error::{ApiError, ApiResult, ErrorEnvelope},
     http::{
         extract::{Path, Query},
-        pagination::{Page, PageParams, Paging},
+        pagination::{Page, PageParams},
         rate_limit::{Decision, apply_headers},
     },
     state::AppState,
@@ -294,27 +294,6 @@ async fn repo_stats(
     }))
 }
 
-fn legacy_paging(page: Option<i64>, per_page: Option<i64>) -> ApiResult<Paging> {
-    let page = page.unwrap_or(1);
-    let size = per_page.unwrap_or(50);
-    let mut errors = Vec::new();
-    if page < 1 {
-        errors.push(FieldError::new(
-            vec!["query".into(), "page".into()],
-            "Input should be greater than or equal to 1",
-            "greater_than_equal",
-        ));
-    }
-    if !(1..=100).contains(&size) {
-        errors.push(FieldError::new(
-            vec!["query".into(), "per_page".into()],
-            "must be between 1 and 100",
-            "value_error",
-        ));
-    }
-    if errors.is_empty() { Ok(Paging { page, size }) } else { Err(ApiError::validation(errors)) }
-}
-
 /// Commits of a repository (the league contract's original path), newest first.
 #[utoipa::path(get, path = "/api/v1/commits/repos/{repo_id}/commits", tag = "commits", security(("bearer" = [])),
     params(("repo_id" = Uuid, Path), LegacyCommitsQuery),
@@ -327,7 +306,7 @@ async fn list_commits_legacy(
     Query(q): Query<LegacyCommitsQuery>,
 ) -> ApiResult<axum::Json<LegacyCommitPage>> {
     reader(&caller)?;
-    let paging = legacy_paging(q.page, q.per_page)?;
+    let paging = PageParams { page: q.page, size: q.per_page }.validate_as("per_page")?;
     let filter = CommitFilter::new(None, q.author_email, q.since.as_deref(), q.until.as_deref(), None)?;
     let (rows, total) = service::list_commits(&state.db, caller.user.id, &repo_id, &filter, paging).await?;
     let page = Page::new(rows.into_iter().map(CommitOut::from).collect(), total, paging);

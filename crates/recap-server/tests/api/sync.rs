@@ -768,6 +768,20 @@ async fn commit_queries(engine: Engine) {
         (legacy["total"].as_i64(), legacy["per_page"].as_i64(), legacy["size"].as_i64(), legacy["pages"].as_i64()),
         (Some(3), Some(2), Some(2), Some(2))
     );
+    // A page far past the end is empty (no overflow); a bad per_page is named in the error.
+    for path in [
+        format!("/api/v1/commits/repos/{}/commits?page=9223372036854775807&per_page=100", f.repo),
+        format!("/api/v1/repos/{}/commits?page=9223372036854775807&size=100", f.repo),
+    ] {
+        let far = json_of(app.get_as(&path, token).send().await.unwrap(), 200).await;
+        assert_eq!((far["items"].as_array().map(Vec::len), far["total"].as_i64()), (Some(0), Some(5)), "{path}");
+    }
+    let response =
+        app.get_as(&format!("/api/v1/commits/repos/{}/commits?per_page=101", f.repo), token).send().await.unwrap();
+    assert_eq!(
+        assert_envelope(response, 422, "VALIDATION_ERROR").await["detail"][0]["loc"],
+        json!(["query", "per_page"])
+    );
     let totals = json_of(
         app.get_as(&format!("/api/v1/commits/repos/{}/commits/stats", f.repo), token).send().await.unwrap(),
         200,
