@@ -285,10 +285,16 @@ fn git_dir_of(dir: &Path) -> Option<PathBuf> {
 /// The stored credentials of a repository: `{"token": …}` (or `password`, `pat`), `username`
 /// optional.
 #[derive(Deserialize)]
-struct Credentials {
+pub struct Credentials {
     #[serde(alias = "password", alias = "pat")]
     token: Option<String>,
     username: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
+    }
 }
 
 /// The `Authorization` header git sends to an https remote, if the repository has a token.
@@ -822,7 +828,7 @@ pub struct TestConnectionIn {
     /// As a repository's `credentials`: `{"token": "…", "username"?: "…"}`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub credentials: Option<serde_json::Value>,
+    pub credentials: Option<Credentials>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -851,19 +857,11 @@ pub async fn test_connection(state: &AppState, input: TestConnectionIn) -> TestC
         Ok(remote) => remote,
         Err(Refused(message)) => return TestConnectionOut::failed(message),
     };
-    let authorization = match (&input.credentials, &remote) {
-        (Some(serde_json::Value::Object(_)), Remote::Http(url, _)) => {
-            let credentials: Credentials = match serde_json::from_value(input.credentials.clone().unwrap_or_default()) {
-                Ok(c) => c,
-                Err(_) => {
-                    return TestConnectionOut::failed("credentials: expected {\"token\": \"…\", \"username\"?: \"…\"}");
-                }
-            };
-            match basic_header(credentials, url) {
-                Ok(header) => header,
-                Err(Refused(message)) => return TestConnectionOut::failed(message),
-            }
-        }
+    let authorization = match (input.credentials, &remote) {
+        (Some(credentials), Remote::Http(url, _)) => match basic_header(credentials, url) {
+            Ok(header) => header,
+            Err(Refused(message)) => return TestConnectionOut::failed(message),
+        },
         _ => None,
     };
     let git = Git::new(&settings, &remote, authorization);

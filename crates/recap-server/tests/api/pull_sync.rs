@@ -442,9 +442,17 @@ async fn a_connection_test_lists_branches_or_says_why_not(engine: Engine) {
     assert!(plain["message"].as_str().unwrap().contains("only sent to an https:// remote"));
     assert!(!plain.to_string().contains("t0ken"));
 
-    // The body is required; the caller must be signed in (an API key needs sync:commits).
+    // The body is required and checked; the caller must be signed in (an API key needs sync:commits).
     let r = s.app.post_as("/api/v1/repos/test-connection", &t).json(&json!({"branch": "main"})).send().await.unwrap();
     assert_envelope(r, 422, "VALIDATION_ERROR").await;
+    let r = s
+        .app
+        .post_as("/api/v1/repos/test-connection", &t)
+        .json(&json!({"remote_url": path, "credentials": "t0ken"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_envelope(r, 422, "VALIDATION_ERROR").await["detail"][0]["loc"], json!(["body", "credentials"]));
     let r = s.app.post_raw("/api/v1/repos/test-connection", json!({"remote_url": path}).to_string()).await;
     assert_envelope(r, 401, "AUTHENTICATION_ERROR").await;
     let reader = api_key(&s.app, &t, "read:repos").await;
