@@ -2,6 +2,13 @@
 
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+/// A time from outside (a request, a provider, a commit) in UTC, if it is within years 1 to 9999:
+/// both engines store those, and converting a time near the ends can leave the supported range
+/// (`9999-12-31T23:30:00-01:00` is in year 10000), which must be a clear error, not a panic.
+pub fn supported_utc(at: OffsetDateTime) -> Option<OffsetDateTime> {
+    at.checked_to_offset(time::UtcOffset::UTC).filter(|utc| (1..=9999).contains(&utc.year()))
+}
+
 pub fn now_rfc3339() -> String {
     rfc3339(OffsetDateTime::now_utc())
 }

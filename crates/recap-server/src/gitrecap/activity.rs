@@ -43,8 +43,9 @@ impl Filters {
         repos: Vec<String>,
         authors: Option<Vec<String>>,
     ) -> Filters {
-        let end = end.unwrap_or_else(OffsetDateTime::now_utc).to_offset(UtcOffset::UTC);
-        let start = start.map(|s| s.to_offset(UtcOffset::UTC)).unwrap_or(end - time::Duration::days(7));
+        // Parsed times are already UTC and within years 1..9999 (see `parse_date`).
+        let end = end.unwrap_or_else(OffsetDateTime::now_utc);
+        let start = start.unwrap_or_else(|| end.checked_sub(time::Duration::days(7)).unwrap_or(end));
         Filters { start, end, repos, authors }
     }
 
@@ -142,7 +143,10 @@ pub enum Bound {
 /// day; a datetime with an offset is converted to UTC; one without is UTC. A `+` that became a
 /// space in an unencoded query string is read back as `+`.
 pub fn parse_date(raw: &str, bound: Bound) -> Option<OffsetDateTime> {
-    let raw = raw.trim();
+    parse_any_date(raw.trim(), bound).and_then(crate::time::supported_utc)
+}
+
+fn parse_any_date(raw: &str, bound: Bound) -> Option<OffsetDateTime> {
     if let Ok(date) = Date::parse(raw, format_description!("[year]-[month]-[day]")) {
         let time = match bound {
             Bound::Start => Time::MIDNIGHT,
@@ -158,13 +162,13 @@ pub fn parse_date(raw: &str, bound: Bound) -> Option<OffsetDateTime> {
         value.replace_range(i..=i, "+");
     }
     if let Ok(at) = OffsetDateTime::parse(&value, &Rfc3339) {
-        return Some(at.to_offset(UtcOffset::UTC));
+        return Some(at);
     }
     let with_offset = format_description!(
         "[year]-[month]-[day]T[hour]:[minute][optional [:[second][optional [.[subsecond]]]]][offset_hour sign:mandatory][optional [:]][offset_minute]"
     );
     if let Ok(at) = OffsetDateTime::parse(&value, with_offset) {
-        return Some(at.to_offset(UtcOffset::UTC));
+        return Some(at);
     }
     let naive =
         format_description!("[year]-[month]-[day]T[hour]:[minute][optional [:[second][optional [.[subsecond]]]]]");

@@ -44,6 +44,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::validation(vec![FieldError::new(vec!["body".into()], "Field required", "missing")]));
     }
+    refuse_nul_escape(bytes)?;
     let invalid_json = |e: &serde_json::Error| {
         let offset = byte_offset(bytes, e.line(), e.column());
         ApiError::validation(vec![FieldError::new(
@@ -68,6 +69,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Text with NUL characters is refused at the edge: PostgreSQL cannot store them (an insert would
+/// fail with a 500 on that engine only), and no field of this API needs one. In JSON a NUL can
+/// only be the escape `\u0000` (an escaped backslash before `u0000` is not one).
+pub fn refuse_nul_escape(bytes: &[u8]) -> Result<(), ApiError> {
+    let nul = bytes
+        .windows(6)
+        .enumerate()
+        .any(|(i, w)| w == b"\\u0000" && bytes[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0);
+    if nul {
+        return Err(ApiError::validation(vec![FieldError::new(
+            vec!["body".into()],
+            "NUL characters (\\u0000) are not accepted in text",
+            "string_nul",
+        )]));
+    }
+    Ok(())
+}
+
 /// A query string, parsed with the same error shape (`loc` starts with `"query"`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
@@ -81,6 +100,13 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
+        if query.contains("%00") {
+            return Err(ApiError::validation(vec![FieldError::new(
+                vec!["query".into()],
+                "NUL characters (%00) are not accepted",
+                "string_nul",
+            )]));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize::<_, T>(de).map(Query).map_err(|err| {
             let path = err.path().clone();
@@ -101,6 +127,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // No resource is named with a NUL character.
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::not_found("Not found"));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))

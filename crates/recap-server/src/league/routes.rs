@@ -392,7 +392,9 @@ fn query_error(name: &str, msg: &str) -> ApiError {
 
 fn parse_day(value: &str, name: &str) -> Result<Date, ApiError> {
     Date::parse(value.trim(), time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|_| query_error(name, "must be a date (YYYY-MM-DD)"))
+        .ok()
+        .filter(|d| (1..=9999).contains(&d.year()))
+        .ok_or_else(|| query_error(name, "must be a date (YYYY-MM-DD) in years 0001 to 9999"))
 }
 
 /// The first day of `period` containing `today`, or `None` for all time.

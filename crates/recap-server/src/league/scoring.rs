@@ -53,6 +53,20 @@ impl Coefficients {
         check(self.wip_penalty <= 0, "wip_penalty", "must be ≤ 0");
         check(self.max_additions_cap >= 0, "max_additions_cap", "must be ≥ 0");
         check(self.max_deletions_cap >= 0, "max_deletions_cap", "must be ≥ 0");
+        // Upper bounds keep every figure (and the boards' sums over millions of commits) far from
+        // overflowing.
+        check(self.additions_weight <= 1000.0, "additions_weight", "must be ≤ 1000");
+        check(self.deletions_weight <= 1000.0, "deletions_weight", "must be ≤ 1000");
+        for (value, name) in [
+            (self.commit_base, "commit_base"),
+            (self.multi_file_bonus, "multi_file_bonus"),
+            (self.fix_bonus, "fix_bonus"),
+            (-self.wip_penalty.max(-1_000_001), "wip_penalty"),
+            (self.max_additions_cap, "max_additions_cap"),
+            (self.max_deletions_cap, "max_deletions_cap"),
+        ] {
+            check(value <= 1_000_000, name, "must be at most 1000000 in size");
+        }
         if errors.is_empty() { Ok(()) } else { Err(ApiError::validation(errors)) }
     }
 }
@@ -109,5 +123,8 @@ mod tests {
         assert!(Coefficients::default().validate().is_ok());
         assert!(Coefficients { wip_penalty: 3, ..Coefficients::default() }.validate().is_err());
         assert!(Coefficients { deletions_weight: -1.0, ..Coefficients::default() }.validate().is_err());
+        assert!(Coefficients { commit_base: 9_000_000_000_000_000_000, ..Coefficients::default() }.validate().is_err());
+        assert!(Coefficients { wip_penalty: i64::MIN, ..Coefficients::default() }.validate().is_err());
+        assert!(Coefficients { additions_weight: 1e300, ..Coefficients::default() }.validate().is_err());
     }
 }

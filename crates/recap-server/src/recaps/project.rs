@@ -139,7 +139,7 @@ async fn project_recap(
     let since = match params.since.as_deref() {
         Some(v) => parse_date(v, Bound::Start)
             .ok_or_else(|| query_error("since", "must be a date or an RFC 3339 timestamp"))?,
-        None => until - time::Duration::days(7),
+        None => until.checked_sub(time::Duration::days(7)).unwrap_or(until),
     };
     let authors: Vec<String> = params
         .authors

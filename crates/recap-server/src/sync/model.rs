@@ -417,8 +417,16 @@ fn count(v: Loose<'_>, loc: impl FnOnce() -> Vec<Value>, default: Option<i64>, e
         errors.push(loc, "Input should be greater than or equal to 0", "greater_than_equal");
         return None;
     }
+    // Far above any real commit, and low enough that the league's sums cannot overflow.
+    if n > MAX_COUNT {
+        errors.push(loc, format!("Input should be less than or equal to {MAX_COUNT}"), "less_than_equal");
+        return None;
+    }
     Some(n)
 }
+
+/// Largest `additions`, `deletions`, `files_changed` or `parent_count` of one commit.
+pub const MAX_COUNT: i64 = 1_000_000_000;
 
 /// A boolean, default `false` (pydantic's lax spellings are accepted).
 fn boolean(v: Loose<'_>, loc: impl FnOnce() -> Vec<Value>, errors: &mut Errors) -> Option<bool> {
@@ -520,6 +528,7 @@ fn validate_commit<'a>(i: usize, raw: RawCommit<'a>, errors: &mut Errors) -> Opt
 /// Parses and validates a push body (`SyncCommitsRequest` of the contract). Every violation is
 /// reported at once; any violation rejects the whole request.
 pub fn parse_push(bytes: &[u8]) -> Result<PushBatch<'_>, ApiError> {
+    crate::http::extract::refuse_nul_escape(bytes)?;
     // Only an object is a body (serde would also read a struct from an array).
     if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b != b'{') {
         crate::http::extract::parse_json::<IgnoredAny>(bytes)?;
@@ -775,7 +784,8 @@ pub fn parse_datetime(s: &str) -> Result<OffsetDateTime, &'static str> {
         return Err("second value is outside expected range of 0-59");
     }
     let time = Time::from_hms_micro(hour as u8, minute as u8, second as u8, micro).map_err(|_| "invalid time")?;
-    in_range(PrimitiveDateTime::new(date, time).assume_offset(offset).to_offset(UtcOffset::UTC))
+    let at = PrimitiveDateTime::new(date, time).assume_offset(offset);
+    at.checked_to_offset(UtcOffset::UTC).map_or(Err("dates after 9999 are not supported"), in_range)
 }
 
 /// A `since`/`until` query value: anything a commit date accepts, or a date alone (the start of

@@ -471,17 +471,18 @@ fn walk_options() -> recap_git::WalkOptions {
     recap_git::WalkOptions { isolated_config: true, ..recap_git::WalkOptions::default() }
 }
 
-/// A commit read by recap-git, as the push route would have received it. recap-git keeps every
-/// field within the push API's limits (see `recap_git::CommitRecord`).
+/// A commit read by recap-git, as the push route would have received it. recap-git keeps the
+/// text fields within the push API's limits (see `recap_git::CommitRecord`); dates and counts
+/// are checked here as the push route checks them.
 fn new_commit(record: recap_git::CommitRecord) -> Option<NewCommit<'static>> {
-    let count = |n: u64| i64::try_from(n).ok();
+    let count = |n: u64| i64::try_from(n).ok().filter(|n| *n <= model::MAX_COUNT);
     Some(NewCommit {
         sha: Sha::parse(&record.sha)?,
         author_name: record.author_name.into(),
         author_email: record.author_email.to_lowercase().into(),
         committer_name: record.committer_name.into(),
         committer_email: record.committer_email.to_lowercase().into(),
-        commit_date: record.commit_date.to_offset(time::UtcOffset::UTC),
+        commit_date: crate::time::supported_utc(record.commit_date)?,
         message_title: record.message_title.into(),
         message_body: record.message_body.map(Into::into),
         additions: count(record.additions)?,
@@ -522,7 +523,7 @@ async fn ingest_history(
             let commit = match record {
                 Ok(record) => {
                     let sha = record.sha.clone();
-                    new_commit(record).ok_or_else(|| format!("commit {sha} has counts out of range"))
+                    new_commit(record).ok_or_else(|| format!("commit {sha} has a date or line counts out of range"))
                 }
                 Err(e) => Err(e.to_string()),
             };

@@ -385,7 +385,13 @@ async fn github_bad_credentials_and_upstream_failures() {
     assert_eq!(body["detail"][0]["loc"], json!(["query", "session_id"]));
     let body = assert_envelope(app.get("/repos").await, 422, "VALIDATION_ERROR").await;
     assert_eq!(body["detail"][0]["loc"], json!(["query", "session_id"]));
-    for (query, field) in [("start_date=yesterday", "start_date"), ("end_date=2025-02-30", "end_date")] {
+    for (query, field) in [
+        ("start_date=yesterday", "start_date"),
+        ("end_date=2025-02-30", "end_date"),
+        // Outside years 1..9999, or moved out of them by the offset: a 422, not a panic.
+        ("end_date=-9999-01-01", "end_date"),
+        ("start_date=9999-12-31T23:00:00-05:00", "start_date"),
+    ] {
         let body =
             assert_envelope(app.get(&format!("/actions?session_id={session}&{query}")).await, 422, "VALIDATION_ERROR")
                 .await;

@@ -385,7 +385,7 @@ async fn scoring_and_identities_rules(engine: Engine) {
     let body = assert_envelope(bad, 422, "VALIDATION_ERROR").await;
     assert_eq!(body["detail"][0]["loc"], json!(["body", "scoring_coefficients", "wip_penalty"]));
 
-    for query in ["period=year", "metric=loc", "since=yesterday", "size=0"] {
+    for query in ["period=year", "metric=loc", "since=yesterday", "size=0", "since=-0001-01-01", "until=10000-01-01"] {
         let response = app
             .get_as(&format!("/api/v1/projects/{}/leaderboard?{query}", s.project_id), &s.owner.access_token)
             .send()

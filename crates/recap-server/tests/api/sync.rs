@@ -252,6 +252,9 @@ async fn one_invalid_commit_stores_nothing(engine: Engine) {
         ("parent_count", json!(-2), "greater_than_equal"),
         ("is_merge", json!("perhaps"), "bool_parsing"),
         ("message_body", json!(7), "string_type"),
+        ("additions", json!(1_000_000_001), "less_than_equal"),
+        // A time zone that moves the last hour of 9999 into year 10000.
+        ("commit_date", json!("9999-12-31T23:30:00-01:00"), "datetime_parsing"),
     ];
     for (field, value, kind) in cases {
         let mut c = commit(&sha(9));
@@ -262,6 +265,20 @@ async fn one_invalid_commit_stores_nothing(engine: Engine) {
         assert_eq!(body["detail"][0]["loc"], json!(["body", "commits", 0, field]), "{field}");
         assert_eq!(body["detail"][0]["type"], kind, "{field}: {body}");
     }
+    // A NUL character (PostgreSQL cannot store one) is refused for the whole body, on both engines.
+    let mut c = commit(&sha(9));
+    c["author_name"] = json!("Ada\u{0}Lovelace");
+    let body =
+        assert_envelope(push(&app, &f.key, &f.project, &f.repo, &batch(vec![c])).await, 422, "VALIDATION_ERROR").await;
+    assert_eq!(
+        (body["detail"][0]["loc"].clone(), body["detail"][0]["type"].clone()),
+        (json!(["body"]), json!("string_nul"))
+    );
+    // An escaped backslash followed by "u0000" is ordinary text.
+    let mut c = commit(&sha(0xdead));
+    c["message_title"] = json!("literally \\u0000");
+    assert_eq!(json_of(push(&app, &f.key, &f.project, &f.repo, &batch(vec![c])).await, 201).await["inserted"], 1);
+
     let mut c = commit(&sha(9));
     c.as_object_mut().unwrap().remove("additions");
     let body =

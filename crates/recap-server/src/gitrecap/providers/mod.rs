@@ -318,7 +318,7 @@ pub(crate) fn collection_rank(kind: super::model::EntryKind) -> u8 {
 
 /// An RFC 3339 timestamp from a provider, in UTC.
 pub(crate) fn parse_time(raw: Option<&str>) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(raw?.trim(), &Rfc3339).ok().map(|t| t.to_offset(time::UtcOffset::UTC))
+    OffsetDateTime::parse(raw?.trim(), &Rfc3339).ok().and_then(crate::time::supported_utc)
 }
 
 /// `2025-03-14T00:00:00Z`, rounded down to the second (lower bounds sent upstream).
