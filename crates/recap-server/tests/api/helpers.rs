@@ -101,6 +101,15 @@ impl TestApp {
         }
     }
 
+    /// `GET path` as `token`, asserting a 200 with a JSON body, which it returns.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        let response = self.get_as(path, token).send().await.expect("request failed");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.expect("a JSON body");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
     pub fn get_as(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
         self.client.get(self.url(path)).bearer_auth(token)
     }

@@ -23,12 +23,6 @@ async fn create(app: &TestApp, token: &str, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
-async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
-    let response = app.get_as(path, token).send().await.unwrap();
-    assert_eq!(response.status(), 200, "GET {path}");
-    response.json().await.unwrap()
-}
-
 fn item_path(id: &str) -> String {
     format!("/api/v1/items/{id}")
 }
@@ -79,7 +73,7 @@ async fn items_crud_round_trip(engine: Engine) {
     let blank = create(&app, token, json!({"title": "Blank", "description": "   "})).await;
     assert_eq!(blank["description"], Value::Null);
 
-    assert_eq!(get_json(&app, &item_path(&id), token).await, created);
+    assert_eq!(app.get_json(&item_path(&id), token).await, created);
 
     // PATCH changes only what is sent, and stamps updated_at.
     let response = app.patch_as(&item_path(&id), token).json(&json!({"title": " Buy oat milk "})).send().await.unwrap();
@@ -111,13 +105,13 @@ async fn items_crud_round_trip(engine: Engine) {
     assert_eq!(response.status(), 200);
     let response = app.patch_as(&item_path(&id), token).json(&json!({})).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let fetched = get_json(&app, &item_path(&id), token).await;
+    let fetched = app.get_json(&item_path(&id), token).await;
     assert_eq!(fetched["title"], "Buy oat milk");
     assert_eq!(fetched["description"], "again");
     assert_eq!(fetched["is_active"], false);
     assert_eq!(fetched["created_at"], created["created_at"]);
 
-    let list = get_json(&app, "/api/v1/items", token).await;
+    let list = app.get_json("/api/v1/items", token).await;
     assert_eq!(list["total"], 3);
     assert!(list["items"].as_array().unwrap().contains(&fetched), "{list}");
 
@@ -129,7 +123,7 @@ async fn items_crud_round_trip(engine: Engine) {
     assert_item_not_found(app.delete_as(&item_path(&id), token).send().await.unwrap(), &id).await;
     assert_item_not_found(app.patch_as(&item_path(&id), token).json(&json!({"title": "x"})).send().await.unwrap(), &id)
         .await;
-    let list = get_json(&app, "/api/v1/items", token).await;
+    let list = app.get_json("/api/v1/items", token).await;
     assert_eq!(list["total"], 2);
     assert!(list["items"].as_array().unwrap().iter().all(|i| i["id"] != id.as_str()), "{list}");
 
@@ -159,13 +153,13 @@ async fn items_are_paged_newest_first(engine: Engine) {
         page["items"].as_array().unwrap().iter().map(|i| i["title"].as_str().unwrap().to_owned()).collect()
     };
 
-    let page = get_json(&app, "/api/v1/items?page=1&size=2", token).await;
+    let page = app.get_json("/api/v1/items?page=1&size=2", token).await;
     assert_eq!(titles(&page), ["third", "second"]);
     assert_eq!(
         (&page["total"], &page["page"], &page["size"], &page["pages"]),
         (&json!(3), &json!(1), &json!(2), &json!(2))
     );
-    let page = get_json(&app, "/api/v1/items?page=2&size=2", token).await;
+    let page = app.get_json("/api/v1/items?page=2&size=2", token).await;
     assert_eq!(titles(&page), ["first"]);
     assert_eq!(page["items"][0]["id"], ids[0].as_str());
     assert_eq!(
@@ -173,11 +167,11 @@ async fn items_are_paged_newest_first(engine: Engine) {
         (&json!(3), &json!(2), &json!(2), &json!(2))
     );
     // Past the end: an empty page, the same totals.
-    let page = get_json(&app, "/api/v1/items?page=3&size=2", token).await;
+    let page = app.get_json("/api/v1/items?page=3&size=2", token).await;
     assert_eq!(page["items"], json!([]));
     assert_eq!((&page["total"], &page["pages"]), (&json!(3), &json!(2)));
     // Defaults: page 1, size 50.
-    let page = get_json(&app, "/api/v1/items", token).await;
+    let page = app.get_json("/api/v1/items", token).await;
     assert_eq!(titles(&page), ["third", "second", "first"]);
     assert_eq!((&page["page"], &page["size"], &page["pages"]), (&json!(1), &json!(50), &json!(1)));
 
@@ -190,7 +184,7 @@ async fn items_are_paged_newest_first(engine: Engine) {
 
     // A user without items sees an empty envelope.
     let other = app.signed_in("bob@example.com").await;
-    let page = get_json(&app, "/api/v1/items", &other.access_token).await;
+    let page = app.get_json("/api/v1/items", &other.access_token).await;
     assert_eq!(page, json!({"items": [], "total": 0, "page": 1, "size": 50, "pages": 0}));
 }
 
@@ -208,7 +202,7 @@ async fn assert_hidden_from(app: &TestApp, intruder: &SignedIn, id: &str) {
     )
     .await;
     assert_item_not_found(app.delete_as(&item_path(id), token).send().await.unwrap(), id).await;
-    let list = get_json(app, "/api/v1/items", token).await;
+    let list = app.get_json("/api/v1/items", token).await;
     assert!(list["items"].as_array().unwrap().iter().all(|i| i["id"] != id), "{list}");
 }
 
@@ -227,22 +221,22 @@ async fn items_are_visible_to_their_owner_only(engine: Engine) {
     assert_hidden_from(&app, &admin, id).await;
 
     // Alice's item is untouched.
-    assert_eq!(get_json(&app, &item_path(id), &alice.access_token).await, item);
-    let list = get_json(&app, "/api/v1/items", &alice.access_token).await;
+    assert_eq!(app.get_json(&item_path(id), &alice.access_token).await, item);
+    let list = app.get_json("/api/v1/items", &alice.access_token).await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"], json!([item]));
 
     // Bob's list holds his item only; the admin's holds nothing.
-    let list = get_json(&app, "/api/v1/items", &bob.access_token).await;
+    let list = app.get_json("/api/v1/items", &bob.access_token).await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"], json!([bobs]));
-    let list = get_json(&app, "/api/v1/items", &admin.access_token).await;
+    let list = app.get_json("/api/v1/items", &admin.access_token).await;
     assert_eq!(list["total"], 0);
     assert_eq!(list["items"], json!([]));
 
     // And the other way round: Alice cannot reach Bob's item.
     assert_hidden_from(&app, &alice, bobs["id"].as_str().unwrap()).await;
-    assert_eq!(get_json(&app, &item_path(bobs["id"].as_str().unwrap()), &bob.access_token).await, bobs);
+    assert_eq!(app.get_json(&item_path(bobs["id"].as_str().unwrap()), &bob.access_token).await, bobs);
 }
 
 async fn invalid_items_are_refused_with_the_field(engine: Engine) {
@@ -295,7 +289,7 @@ async fn invalid_items_are_refused_with_the_field(engine: Engine) {
     assert_eq!(validation_loc(response).await, json!(["body"]));
 
     // Nothing was created; the limits themselves are fine (255 characters, not bytes).
-    assert_eq!(get_json(&app, "/api/v1/items", token).await["total"], 0);
+    assert_eq!(app.get_json("/api/v1/items", token).await["total"], 0);
     let long = create(&app, token, json!({"title": "é".repeat(255), "description": "d".repeat(10_000)})).await;
     assert_eq!(long["title"].as_str().unwrap().chars().count(), 255);
     let id = long["id"].as_str().unwrap();
@@ -316,7 +310,7 @@ async fn invalid_items_are_refused_with_the_field(engine: Engine) {
         assert_eq!(validation_loc(response).await, json!(["body", field]), "{body}");
     }
     // A refused patch changes nothing.
-    assert_eq!(get_json(&app, &item_path(id), token).await, long);
+    assert_eq!(app.get_json(&item_path(id), token).await, long);
 }
 
 async fn items_need_a_bearer_token(engine: Engine) {
@@ -344,8 +338,8 @@ async fn items_need_a_bearer_token(engine: Engine) {
     assert_envelope(response, 401, "AUTHENTICATION_ERROR").await;
 
     // Nothing changed.
-    assert_eq!(get_json(&app, &path, &user.access_token).await, item);
-    assert_eq!(get_json(&app, "/api/v1/items", &user.access_token).await["total"], 1);
+    assert_eq!(app.get_json(&path, &user.access_token).await, item);
+    assert_eq!(app.get_json("/api/v1/items", &user.access_token).await["total"], 1);
 }
 
 async fn guest_upgrade_keeps_items(engine: Engine) {
@@ -372,10 +366,10 @@ async fn guest_upgrade_keeps_items(engine: Engine) {
 
     let tokens = app.login("grace@example.com", "correct-horse-42").await;
     let token = tokens["access_token"].as_str().unwrap();
-    let list = get_json(&app, "/api/v1/items", token).await;
+    let list = app.get_json("/api/v1/items", token).await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"], json!([item]));
-    assert_eq!(get_json(&app, &item_path(id), token).await, item);
+    assert_eq!(app.get_json(&item_path(id), token).await, item);
     // The session the guest started still works, and sees the same item.
-    assert_eq!(get_json(&app, &item_path(id), &guest_token).await, item);
+    assert_eq!(app.get_json(&item_path(id), &guest_token).await, item);
 }

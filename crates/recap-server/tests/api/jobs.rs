@@ -64,12 +64,6 @@ async fn drain(app: &TestApp) -> usize {
     run_pending_jobs(&app.state).await.unwrap()
 }
 
-async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
-    let r = app.get_as(path, token).send().await.unwrap();
-    assert_eq!(r.status(), 200, "GET {path}");
-    r.json().await.unwrap()
-}
-
 /// Runs `sql` with the binds `ids`/`times` on either engine (test set-up only).
 async fn exec(db: &Db, sql: &str, binds: Vec<Bind>) {
     macro_rules! run {
@@ -156,13 +150,13 @@ async fn the_admin_api_lists_retries_and_cancels(engine: Engine) {
     assert!(wait > time::Duration::minutes(59) && wait < time::Duration::minutes(76), "backoff {wait}");
 
     let t = admin.access_token.as_str();
-    let page = get_json(&app, "/api/v1/admin/jobs?size=2", t).await;
+    let page = app.get_json("/api/v1/admin/jobs?size=2", t).await;
     assert_eq!(
         (page["total"].as_i64(), page["pages"].as_i64(), page["items"].as_array().unwrap().len()),
         (Some(3), Some(2), 2)
     );
     assert_eq!(page["items"][0]["id"], later.id.to_string(), "newest first");
-    let dead = get_json(&app, "/api/v1/admin/jobs?state=dead", t).await;
+    let dead = app.get_json("/api/v1/admin/jobs?state=dead", t).await;
     assert_eq!(dead["total"], 1);
     let item = &dead["items"][0];
     assert_eq!(
@@ -171,9 +165,9 @@ async fn the_admin_api_lists_retries_and_cancels(engine: Engine) {
     );
     assert_eq!(item["payload"], json!({"times": 1, "permanent": false}));
     assert!(item["run_at"].as_str().unwrap().ends_with('Z') && item["finished_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(get_json(&app, "/api/v1/admin/jobs?kind=debug.noop", t).await["total"], 1);
-    assert_eq!(get_json(&app, "/api/v1/admin/jobs?kind=debug.noop&state=dead", t).await["total"], 0);
-    let counts = get_json(&app, "/api/v1/admin/jobs/counts", t).await;
+    assert_eq!(app.get_json("/api/v1/admin/jobs?kind=debug.noop", t).await["total"], 1);
+    assert_eq!(app.get_json("/api/v1/admin/jobs?kind=debug.noop&state=dead", t).await["total"], 0);
+    let counts = app.get_json("/api/v1/admin/jobs/counts", t).await;
     assert_eq!(counts["counts"]["pending"], 2);
     assert_eq!(
         (counts["counts"]["dead"].as_i64(), counts["counts"]["running"].as_i64(), counts["total"].as_i64()),
@@ -227,7 +221,7 @@ async fn the_admin_api_lists_retries_and_cancels(engine: Engine) {
     assert_eq!(job(&app, dying.id).await.state, "succeeded");
     assert_eq!(job(&app, later.id).await.state, "cancelled", "a cancelled job never runs");
     // Both actions are in the audit log.
-    let audit = get_json(&app, "/api/v1/audit?size=100", t).await;
+    let audit = app.get_json("/api/v1/audit?size=100", t).await;
     let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     assert!(actions.contains(&"retry_job") && actions.contains(&"cancel_job"), "{actions:?}");
 }

@@ -167,13 +167,13 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
     let board_path = format!("/api/v1/projects/{}/leaderboard?period=all&metric=impact&size=100", s.project_id);
     let not_bot = |email: &str| (!email.contains("[bot]")).then(|| email.to_owned());
 
-    let board: Value = app.get_as(&board_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    let board: Value = app.get_json(&board_path, &s.owner.access_token).await;
     check_board(&board, &expected(&commits[..120], &Coefficients::default(), not_bot), |i| {
         i["email"].as_str().unwrap().to_owned()
     });
     // Never stale: right after the next ingestion the figures include it.
     push(&app, &s, &commits[120..]).await;
-    let board: Value = app.get_as(&board_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    let board: Value = app.get_json(&board_path, &s.owner.access_token).await;
     let want = expected(&commits, &Coefficients::default(), not_bot);
     check_board(&board, &want, |i| i["email"].as_str().unwrap().to_owned());
     // Sorted by the metric, ranks 1..n.
@@ -195,7 +195,7 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
         e if e.contains("[bot]") => None,
         e => Some(e.to_owned()),
     };
-    let board: Value = app.get_as(&board_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    let board: Value = app.get_json(&board_path, &s.owner.access_token).await;
     check_board(&board, &expected(&commits, &Coefficients::default(), merged), |i| {
         if i["identity_id"].is_null() {
             i["email"].as_str().unwrap().to_owned()
@@ -216,7 +216,7 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let board: Value = app.get_as(&board_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    let board: Value = app.get_json(&board_path, &s.owner.access_token).await;
     check_board(&board, &expected(&commits, &coefficients, merged), |i| {
         if i["identity_id"].is_null() {
             i["email"].as_str().unwrap().to_owned()
@@ -250,7 +250,7 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
             query.push_str(&format!("&until={until}"));
         }
         let path = format!("/api/v1/projects/{}/leaderboard?metric=commits&size=100{query}", s.project_id);
-        let by_commits: Value = app.get_as(&path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+        let by_commits: Value = app.get_json(&path, &s.owner.access_token).await;
         let in_range: Vec<Value> = commits
             .iter()
             .filter(|c| {
@@ -266,7 +266,7 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
     }
     // Paging.
     let page_path = format!("/api/v1/projects/{}/leaderboard?metric=impact&size=2&page=2", s.project_id);
-    let page: Value = app.get_as(&page_path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+    let page: Value = app.get_json(&page_path, &s.owner.access_token).await;
     assert_eq!(page["items"][0]["rank"], 3);
     assert_eq!(page["total"], board["total"]);
 
@@ -340,7 +340,7 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
     for (expected_commits, label) in [(&all[..], "with the second repository"), (&all[..240], "after deleting it")] {
         for (query, range) in boards {
             let path = format!("/api/v1/projects/{}/leaderboard?{query}", s.project_id);
-            let board: Value = app.get_as(&path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+            let board: Value = app.get_json(&path, &s.owner.access_token).await;
             assert!(board["items"].is_array(), "{label}: {board}");
             check_board(&board, &expected(&in_range(expected_commits, range), &coefficients, merged), person);
         }
@@ -355,7 +355,7 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
     assert_eq!(response.status(), 204);
     for query in ["period=all", "since=2026-01-15&until=2026-04-30"] {
         let path = format!("/api/v1/projects/{}/leaderboard?{query}", s.project_id);
-        let board: Value = app.get_as(&path, &s.owner.access_token).send().await.unwrap().json().await.unwrap();
+        let board: Value = app.get_json(&path, &s.owner.access_token).await;
         assert_eq!((board["total"].as_i64(), board["items"].as_array().map(Vec::len)), (Some(0), Some(0)), "{board}");
     }
 }

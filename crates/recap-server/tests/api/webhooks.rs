@@ -124,14 +124,8 @@ async fn create_hook(app: &TestApp, user: &SignedIn, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
-async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
-    let response = app.get_as(path, token).send().await.unwrap();
-    assert_eq!(response.status(), 200, "GET {path}");
-    response.json().await.unwrap()
-}
-
 async fn deliveries(app: &TestApp, user: &SignedIn, hook_id: &str) -> Vec<Value> {
-    let page = get_json(app, &format!("/api/v1/webhooks/{hook_id}/deliveries?size=100"), &user.access_token).await;
+    let page = app.get_json(&format!("/api/v1/webhooks/{hook_id}/deliveries?size=100"), &user.access_token).await;
     page["items"].as_array().unwrap().clone()
 }
 
@@ -173,7 +167,7 @@ fn body_json(hit: &Hit) -> Value {
 }
 
 async fn jobs_of(app: &TestApp, admin: &SignedIn, query: &str) -> Vec<Value> {
-    let page = get_json(app, &format!("/api/v1/admin/jobs?size=100&{query}"), &admin.access_token).await;
+    let page = app.get_json(&format!("/api/v1/admin/jobs?size=100&{query}"), &admin.access_token).await;
     page["items"].as_array().unwrap().clone()
 }
 
@@ -227,16 +221,16 @@ async fn webhook_crud_round_trip(engine: Engine) {
     .await;
     assert_eq!(own["secret"], "my-own-secret-0123456789");
     assert_eq!(own["name"], Value::Null);
-    let page = get_json(&app, "/api/v1/webhooks?size=1", token).await;
+    let page = app.get_json("/api/v1/webhooks?size=1", token).await;
     assert_eq!((page["total"].as_i64(), page["pages"].as_i64(), page["size"].as_i64()), (Some(2), Some(2), Some(1)));
     assert_eq!(page["items"][0]["id"], own["id"], "newest first");
     assert!(page["items"][0].get("secret").is_none());
-    let got = get_json(&app, &format!("/api/v1/webhooks/{id}"), token).await;
+    let got = app.get_json(&format!("/api/v1/webhooks/{id}"), token).await;
     assert!(got.get("secret").is_none());
     assert_eq!(got["events"], created["events"]);
 
     // The owner reads and rotates the secret.
-    let shown = get_json(&app, &format!("/api/v1/webhooks/{id}/secret"), token).await;
+    let shown = app.get_json(&format!("/api/v1/webhooks/{id}/secret"), token).await;
     assert_eq!(shown, json!({"secret": secret}));
     let rotated: Value = app
         .post_as(&format!("/api/v1/webhooks/{id}/regenerate-secret"), token)
@@ -248,7 +242,7 @@ async fn webhook_crud_round_trip(engine: Engine) {
         .unwrap();
     let new_secret = rotated["secret"].as_str().unwrap();
     assert!(new_secret.starts_with("whsec_") && new_secret != secret);
-    assert_eq!(get_json(&app, &format!("/api/v1/webhooks/{id}/secret"), token).await["secret"], new_secret);
+    assert_eq!(app.get_json(&format!("/api/v1/webhooks/{id}/secret"), token).await["secret"], new_secret);
 
     // Partial change; `null` clears a name; other fields stay.
     let response = app
@@ -265,7 +259,7 @@ async fn webhook_crud_round_trip(engine: Engine) {
     assert!(patched["updated_at"].as_str().unwrap().ends_with('Z'));
 
     // The catalogue names every event Recap emits.
-    let events = get_json(&app, "/api/v1/webhooks/events", token).await;
+    let events = app.get_json("/api/v1/webhooks/events", token).await;
     let names: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     for name in [
         "api_key.created",
@@ -285,7 +279,7 @@ async fn webhook_crud_round_trip(engine: Engine) {
     assert_eq!(response.status(), 204);
     assert_hook_not_found(app.get_as(&format!("/api/v1/webhooks/{id}"), token).send().await.unwrap()).await;
     assert_hook_not_found(app.delete_as(&format!("/api/v1/webhooks/{id}"), token).send().await.unwrap()).await;
-    assert_eq!(get_json(&app, "/api/v1/webhooks", token).await["total"], 1);
+    assert_eq!(app.get_json("/api/v1/webhooks", token).await["total"], 1);
 
     // Without a token: 401.
     assert_envelope(app.get("/api/v1/webhooks").await, 401, "AUTHENTICATION_ERROR").await;
@@ -318,10 +312,10 @@ async fn webhooks_are_visible_to_their_owner_only(engine: Engine) {
     ] {
         assert_hook_not_found(response).await;
     }
-    assert_eq!(get_json(&app, "/api/v1/webhooks", t).await["total"], 0);
+    assert_eq!(app.get_json("/api/v1/webhooks", t).await["total"], 0);
     // Nothing changed for Bob, and Ada's attempts delivered nothing.
     assert_eq!(receiver.hits().len(), 1);
-    let still = get_json(&app, &format!("/api/v1/webhooks/{id}"), &bob.access_token).await;
+    let still = app.get_json(&format!("/api/v1/webhooks/{id}"), &bob.access_token).await;
     assert_eq!(still["is_active"], true);
     // Bob's own unknown delivery entry is a 404 of its own.
     let r = app
@@ -414,7 +408,7 @@ async fn private_addresses_are_refused_unless_allow_listed(engine: Engine) {
         .unwrap();
     let body = assert_envelope(response, 422, "VALIDATION_ERROR").await;
     assert!(body["detail"].as_str().unwrap().contains("192.168.1.10 is a private address"), "{body}");
-    assert_eq!(get_json(&app, "/api/v1/webhooks", &user.access_token).await["total"], 1);
+    assert_eq!(app.get_json("/api/v1/webhooks", &user.access_token).await["total"], 1);
     drop(app);
 
     // Allow-listed networks pass; the rest is still refused.
@@ -581,7 +575,7 @@ async fn a_receiver_failing_twice_gets_exactly_three_attempts(engine: Engine) {
     assert_eq!(jobs.len(), 1);
     assert_eq!((jobs[0]["state"].as_str(), jobs[0]["attempts"].as_i64()), (Some("succeeded"), Some(3)));
     // Healthy again: no failure state left.
-    let got = get_json(&app, &format!("/api/v1/webhooks/{}", hook["id"].as_str().unwrap()), &user.access_token).await;
+    let got = app.get_json(&format!("/api/v1/webhooks/{}", hook["id"].as_str().unwrap()), &user.access_token).await;
     assert_eq!(got["failing_since"], Value::Null);
 }
 
@@ -618,13 +612,13 @@ async fn a_dead_delivery_can_be_retried_by_an_admin_and_by_its_owner(engine: Eng
     let retried: Value = r.json().await.unwrap();
     assert_eq!((retried["state"].as_str(), retried["max_attempts"].as_i64()), (Some("pending"), Some(4)));
     assert_eq!(drain(&app).await, 1);
-    assert_eq!(get_json(&app, &format!("/api/v1/admin/jobs/{job_id}"), &admin.access_token).await["state"], "dead");
+    assert_eq!(app.get_json(&format!("/api/v1/admin/jobs/{job_id}"), &admin.access_token).await["state"], "dead");
 
     // Now the receiver is back: the next retry delivers.
     let r = app.post_as(&format!("/api/v1/admin/jobs/{job_id}/retry"), &admin.access_token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(drain(&app).await, 1);
-    let job = get_json(&app, &format!("/api/v1/admin/jobs/{job_id}"), &admin.access_token).await;
+    let job = app.get_json(&format!("/api/v1/admin/jobs/{job_id}"), &admin.access_token).await;
     assert_eq!((job["state"].as_str(), job["attempts"].as_i64()), (Some("succeeded"), Some(5)));
     assert_eq!(receiver.hits().len(), 5);
     let log = deliveries(&app, &user, hook_id).await;
@@ -685,10 +679,7 @@ async fn the_test_endpoint_delivers_once_and_reports_the_outcome(engine: Engine)
     let log = deliveries(&app, &user, id).await;
     assert_eq!(log.len(), 2);
     assert!(log.iter().all(|e| e["event_type"] == "webhook.test" && e["attempt"] == 1));
-    assert_eq!(
-        get_json(&app, &format!("/api/v1/webhooks/{id}"), &user.access_token).await["failing_since"],
-        Value::Null
-    );
+    assert_eq!(app.get_json(&format!("/api/v1/webhooks/{id}"), &user.access_token).await["failing_since"], Value::Null);
 
     // Nobody listening: no status, the transport error as the message.
     let closed = {
@@ -717,7 +708,7 @@ async fn an_endpoint_failing_too_long_is_disabled_and_can_be_re_enabled(engine: 
     // One attempt fails and disables the webhook; its retry is then cancelled.
     assert_eq!(drain(&app).await, 2);
     assert_eq!(receiver.hits().len(), 1);
-    let got = get_json(&app, &format!("/api/v1/webhooks/{id}"), &user.access_token).await;
+    let got = app.get_json(&format!("/api/v1/webhooks/{id}"), &user.access_token).await;
     assert_eq!(got["is_active"], false);
     let reason = got["disabled_reason"].as_str().unwrap();
     assert!(reason.starts_with("Disabled automatically") && reason.contains("status 500"), "{reason}");
