@@ -50,6 +50,22 @@ impl Sha {
         // Only ASCII hex digits are ever stored.
         std::str::from_utf8(&self.0).expect("a SHA is ASCII")
     }
+
+    /// The SHA folded to 64 bits: hex digits 1–16 XOR 17–32 XOR 33–40, each read as a big-endian
+    /// integer. Every digit counts, so SHAs made up by counting (`000…0001`, `000…0002`) fold
+    /// apart. SQLite's commit keys are built on it (migration `…07_commit_keys` computes the same
+    /// in SQL for the rows it converts).
+    pub fn fold64(&self) -> i64 {
+        let part = |digits: &[u8]| digits.iter().fold(0u64, |n, d| (n << 4) | u64::from(hex_value(*d)));
+        (part(&self.0[..16]) ^ part(&self.0[16..32]) ^ part(&self.0[32..])) as i64
+    }
+}
+
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        _ => digit - b'a' + 10,
+    }
 }
 
 impl fmt::Debug for Sha {
@@ -1092,6 +1108,23 @@ impl From<&TotalsRow> for LegacyStatsOut {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn fold64_xors_the_three_parts_of_the_sha() {
+        let fold = |s: &str| Sha::parse(s).unwrap().fold64();
+        assert_eq!(fold(&"0".repeat(40)), 0);
+        assert_eq!(fold(&format!("{}1", "0".repeat(39))), 1);
+        assert_eq!(fold(&format!("8{}", "0".repeat(39))), i64::MIN);
+        assert_eq!(fold(&format!("{}{}", "f".repeat(16), "0".repeat(24))), -1);
+        // -1 ^ -1 ^ 0xffffffff
+        assert_eq!(fold(&"F".repeat(40)), 0xffff_ffff);
+        // Counting SHAs differ in the last part only, and fold apart.
+        assert_eq!(fold(&format!("{:040x}", 0x1234_5678u64)), 0x1234_5678);
+        assert_eq!(
+            fold("0123456789abcdef0123456789abcdef01234567"),
+            (0x0123_4567_89ab_cdefu64 ^ 0x0123_4567_89ab_cdef ^ 0x0123_4567) as i64
+        );
+    }
 
     fn commit(sha: &str) -> Value {
         serde_json::json!({

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{
     Writer,
     model::{self, CommitResultOut, NewCommit, Sha, SyncCommitsOut, SyncStatusOut},
-    store::{self, CommitFilter, CommitRow, Stored},
+    store::{self, CommitFilter, CommitRow, KeySalt, Stored},
 };
 use crate::{
     audit::{self, AuditEntry},
@@ -144,13 +144,18 @@ fn truncate(s: &str, max_chars: usize) -> String {
 /// typically) is the whole batch looked up, so a batch of new commits pays for two index probes
 /// and a repeated batch inserts nothing at all. Whatever this misses (a commit stored meanwhile
 /// by a concurrent push) is still caught by the insert-if-absent.
-async fn already_present(db: &Db, repo_id: Uuid, commits: &[NewCommit<'_>]) -> Result<Vec<Sha>, sqlx::Error> {
+async fn already_present(
+    db: &Db,
+    repo_id: Uuid,
+    salt: KeySalt,
+    commits: &[NewCommit<'_>],
+) -> Result<Vec<Sha>, sqlx::Error> {
     let (Some(first), Some(last)) = (commits.first(), commits.last()) else { return Ok(Vec::new()) };
     let probes = if first.sha == last.sha { 1 } else { 2 };
-    if store::count_present(db, repo_id, &first.sha, &last.sha).await? < probes {
+    if store::count_present(db, repo_id, salt, &first.sha, &last.sha).await? < probes {
         return Ok(Vec::new());
     }
-    store::existing_shas(db, repo_id, commits).await
+    store::existing_shas(db, repo_id, salt, commits).await
 }
 
 async fn ingest_batch(
@@ -161,15 +166,16 @@ async fn ingest_batch(
     actor: Actor,
     client_version: Option<&str>,
 ) -> Result<SyncCommitsOut, sqlx::Error> {
-    let present = already_present(db, repo.id, commits).await?;
+    let salt = store::key_salt(db, repo.id).await?;
+    let present = already_present(db, repo.id, salt, commits).await?;
     let to_insert: Vec<&NewCommit<'_>> =
         commits.iter().filter(|c| present.is_empty() || present.binary_search(&c.sha).is_err()).collect();
     let now = writer.stamp();
-    let prepared = cpu_bound(|| store::prepare_insert(db.engine(), repo.id, &to_insert, now));
+    let prepared = cpu_bound(|| store::prepare_insert(db.engine(), repo.id, salt, &to_insert, now));
 
     let mut member = writer.join(db).await?;
     let written =
-        write_batch(member.tx(), repo, commits, &present, &to_insert, prepared, now, actor, client_version).await;
+        write_batch(member.tx(), repo, salt, commits, &present, &to_insert, prepared, now, actor, client_version).await;
     member.finish(written.is_ok()).await?;
     written
 }
@@ -180,6 +186,7 @@ async fn ingest_batch(
 async fn write_batch(
     tx: &mut Tx,
     repo: &RepoRow,
+    salt: KeySalt,
     commits: &[NewCommit<'_>],
     present: &[Sha],
     to_insert: &[&NewCommit<'_>],
@@ -198,7 +205,7 @@ async fn write_batch(
         }
         Stored::Count(n) if n as usize == to_insert.len() => None,
         // Rows of this call carry its unique ingestion time.
-        Stored::Count(_) => Some(store::stored_at(tx, repo.id, to_insert, now).await?),
+        Stored::Count(_) => Some(store::stored_at(tx, repo.id, salt, to_insert, now).await?),
     };
 
     let mut details = Vec::with_capacity(commits.len());

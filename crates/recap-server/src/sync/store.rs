@@ -4,8 +4,13 @@
 //! on SQLite (text order is time order), `timestamptz` on PostgreSQL. The bulk insert is written
 //! per engine: multi-row `VALUES` with numbered parameters on SQLite (chunks of a few fixed sizes,
 //! so each connection caches a handful of prepared statements), one `UNNEST` of column arrays on
-//! PostgreSQL (one statement whatever the batch size). Both insert-if-absent on `(repo_id, sha)`
-//! and return the SHAs they stored.
+//! PostgreSQL (one statement whatever the batch size). Both insert-if-absent on `(repo_id, sha)`.
+//!
+//! On SQLite commits are found through `sha_key`, a 64-bit key of the SHA salted per repository
+//! ([`KeySalt`], migration `…07_commit_keys`), not through `(repo_id, sha)`: every lookup names the
+//! key, then compares the repository and the full SHA. Those lookups name the index
+//! (`INDEXED BY commits_key`): without statistics SQLite's planner may otherwise prefer an index
+//! on `repo_id`, i.e. read the whole repository. PostgreSQL keeps its unique `(repo_id, sha)` index.
 
 use std::{
     collections::HashMap,
@@ -102,24 +107,68 @@ pub async fn mark_syncing(tx: &mut Tx, repo_id: Uuid) -> Result<(), sqlx::Error>
         .map(|_| ()))
 }
 
+/// How SQLite keys the commits of one repository: `sha_key` = [`Sha::fold64`] XOR the
+/// repository's salt, a random number made when the repository is (by a trigger) and never shown.
+/// The salt spreads a fork's commits away from the original's and keeps keys unpredictable (see
+/// the migration). PostgreSQL has no keys: there the salt is 0 and unused.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySalt(i64);
+
+impl KeySalt {
+    pub fn key(self, sha: &Sha) -> i64 {
+        sha.fold64() ^ self.0
+    }
+}
+
+/// The repository's [`KeySalt`] (one indexed read on SQLite; nothing on PostgreSQL).
+pub async fn key_salt(db: &Db, repo_id: Uuid) -> Result<KeySalt, sqlx::Error> {
+    match db {
+        Db::Sqlite(pool) => sqlx::query_scalar::<_, i64>("SELECT commit_key_salt FROM repositories WHERE id = $1")
+            .bind(repo_id)
+            .fetch_optional(pool)
+            .await
+            .map(|salt| KeySalt(salt.unwrap_or(0))),
+        Db::Postgres(_) => Ok(KeySalt(0)),
+    }
+}
+
 /// How many of `shas` (one or two distinct SHAs) the repository already holds.
-pub async fn count_present(db: &Db, repo_id: Uuid, a: &Sha, b: &Sha) -> Result<i64, sqlx::Error> {
-    on_db!(db, |pool| sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM commits WHERE repo_id = $1 AND sha IN ($2, $3)"
-    )
-    .bind(repo_id)
-    .bind(a.as_str())
-    .bind(b.as_str())
-    .fetch_one(pool)
-    .await)
+pub async fn count_present(db: &Db, repo_id: Uuid, salt: KeySalt, a: &Sha, b: &Sha) -> Result<i64, sqlx::Error> {
+    match db {
+        Db::Sqlite(pool) => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM commits INDEXED BY commits_key WHERE sha_key IN ($2, $3) AND repo_id = $1 AND sha IN ($4, $5)",
+        )
+        .bind(repo_id)
+        .bind(salt.key(a))
+        .bind(salt.key(b))
+        .bind(a.as_str())
+        .bind(b.as_str())
+        .fetch_one(pool)
+        .await,
+        Db::Postgres(pool) => {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM commits WHERE repo_id = $1 AND sha IN ($2, $3)")
+                .bind(repo_id)
+                .bind(a.as_str())
+                .bind(b.as_str())
+                .fetch_one(pool)
+                .await
+        }
+    }
 }
 
 /// The SHAs of `commits` the repository already holds, sorted.
-pub async fn existing_shas(db: &Db, repo_id: Uuid, commits: &[NewCommit<'_>]) -> Result<Vec<Sha>, sqlx::Error> {
+pub async fn existing_shas(
+    db: &Db,
+    repo_id: Uuid,
+    salt: KeySalt,
+    commits: &[NewCommit<'_>],
+) -> Result<Vec<Sha>, sqlx::Error> {
     let mut found = match db {
         Db::Sqlite(pool) => {
-            let list = sqlite_existing(repo_id, commits).fetch_one(pool).await?;
-            split_shas(&list)?
+            let list = sqlite_by_keys(repo_id, salt, commits.iter().map(|c| &c.sha), None).fetch_one(pool).await?;
+            let mut wanted: Vec<Sha> = commits.iter().map(|c| c.sha).collect();
+            wanted.sort_unstable();
+            only_wanted(split_shas(&list)?, &wanted)
         }
         Db::Postgres(pool) => {
             let shas: Vec<&str> = commits.iter().map(|c| c.sha.as_str()).collect();
@@ -134,32 +183,46 @@ pub async fn existing_shas(db: &Db, repo_id: Uuid, commits: &[NewCommit<'_>]) ->
     Ok(found)
 }
 
-/// A JSON array of SHAs.
-fn sha_list<'a>(shas: impl ExactSizeIterator<Item = &'a Sha>) -> String {
-    let mut list = String::with_capacity(shas.len() * 43 + 2);
-    list.push('[');
+/// The SHAs stored in the repository under the keys of `shas` (optionally: only those ingested
+/// at `ingested_at`), as one comma-separated string. The keys go in as one JSON array and the
+/// SHAs come back as one string: rows cross from SQLite's thread one message each, which would
+/// cost more than the lookups. A key may also find another SHA that shares it: callers keep only
+/// the SHAs they asked for ([`only_wanted`]).
+fn sqlite_by_keys<'q, 's>(
+    repo_id: Uuid,
+    salt: KeySalt,
+    shas: impl ExactSizeIterator<Item = &'s Sha>,
+    ingested_at: Option<OffsetDateTime>,
+) -> QueryScalar<'q, Sqlite, String, SqliteArguments> {
+    let mut keys = String::with_capacity(shas.len() * 21 + 2);
+    keys.push('[');
     for (i, sha) in shas.enumerate() {
         if i > 0 {
-            list.push(',');
+            keys.push(',');
         }
-        list.push('"');
-        list.push_str(sha.as_str());
-        list.push('"');
+        keys.push_str(&salt.key(sha).to_string());
     }
-    list.push(']');
-    list
+    keys.push(']');
+    let query = sqlx::query_scalar::<Sqlite, String>(if ingested_at.is_some() {
+        "SELECT COALESCE(group_concat(sha, ','), '') FROM commits INDEXED BY commits_key \
+         WHERE sha_key IN (SELECT value FROM json_each($2)) AND repo_id = $1 AND ingested_at = $3"
+    } else {
+        "SELECT COALESCE(group_concat(sha, ','), '') FROM commits INDEXED BY commits_key \
+         WHERE sha_key IN (SELECT value FROM json_each($2)) AND repo_id = $1"
+    })
+    .bind(repo_id)
+    .bind(keys);
+    match ingested_at {
+        Some(at) => query.bind(SqlTime(at)),
+        None => query,
+    }
 }
 
-/// On SQLite the SHAs are sent as one JSON array and come back as one comma-separated string:
-/// rows cross from SQLite's thread one message each, which would cost more than the lookups.
-fn sqlite_existing<'q>(repo_id: Uuid, commits: &[NewCommit<'_>]) -> QueryScalar<'q, Sqlite, String, SqliteArguments> {
-    let list = sha_list(commits.iter().map(|c| &c.sha));
-    sqlx::query_scalar::<Sqlite, String>(
-        "SELECT COALESCE(group_concat(sha, ','), '') FROM commits \
-         WHERE repo_id = $1 AND sha IN (SELECT value FROM json_each($2))",
-    )
-    .bind(repo_id)
-    .bind(list)
+/// `found`, sorted, without the SHAs not in `wanted` (sorted).
+fn only_wanted(mut found: Vec<Sha>, wanted: &[Sha]) -> Vec<Sha> {
+    found.retain(|sha| wanted.binary_search(sha).is_ok());
+    found.sort_unstable();
+    found
 }
 
 fn split_shas(list: &str) -> Result<Vec<Sha>, sqlx::Error> {
@@ -169,17 +232,21 @@ fn split_shas(list: &str) -> Result<Vec<Sha>, sqlx::Error> {
         .collect()
 }
 
-const INSERT_COLUMNS: &str = "repo_id, sha, author_name, author_email, committer_name, committer_email, commit_date, \
-     message_title, message_body, additions, deletions, files_changed, is_merge, parent_count, ingested_at";
+const SQLITE_INSERT_COLUMNS: &str = "repo_id, sha, author_name, author_email, committer_name, committer_email, \
+     commit_date, message_title, message_body, additions, deletions, files_changed, is_merge, parent_count, ingested_at, \
+     sha_key";
 
 /// Rows per SQLite statement. A batch is cut greedily into these sizes, so a connection never
 /// caches more than this many insert statements; 1000 rows × 15 values stays far below SQLite's
 /// 32766 bind parameters.
 const SQLITE_CHUNKS: [usize; 5] = [1000, 200, 50, 10, 1];
-const SQLITE_VALUES_PER_ROW: usize = 15;
+const SQLITE_VALUES_PER_ROW: usize = 16;
 
-/// The SQLite insert of `rows` rows, 15 values per row, without `RETURNING` (see [`Stored`]).
-/// Built once per size and shared.
+/// The SQLite insert of `rows` rows, 16 values per row (the columns of
+/// [`SQLITE_INSERT_COLUMNS`], in order), without `RETURNING` (see [`Stored`]). It skips the
+/// commits the repository holds: there is no unique index to conflict with (see the module docs),
+/// and the statement runs under SQLite's one write lock, so nothing can store one meanwhile. (A
+/// batch never holds a SHA twice: validation refuses it.) Built once per size and shared.
 ///
 /// The placeholders are anonymous (`?`): SQLite looks a numbered or named parameter up in a
 /// linear list, which makes binding thousands of them quadratic (about a second per 1000 rows).
@@ -191,8 +258,8 @@ fn sqlite_insert_sql(rows: usize) -> Arc<str> {
     }
     let mut sql = String::with_capacity(200 + rows * 100);
     sql.push_str("INSERT INTO commits (");
-    sql.push_str(INSERT_COLUMNS);
-    sql.push_str(") VALUES ");
+    sql.push_str(SQLITE_INSERT_COLUMNS);
+    sql.push_str(") SELECT * FROM (VALUES ");
     for row in 0..rows {
         if row > 0 {
             sql.push(',');
@@ -203,7 +270,11 @@ fn sqlite_insert_sql(rows: usize) -> Arc<str> {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (repo_id, sha) DO NOTHING");
+    // `columnN` are the VALUES' columns: 1 repo_id, 2 sha, 16 sha_key.
+    sql.push_str(
+        ") AS v WHERE NOT EXISTS \
+         (SELECT 1 FROM commits c INDEXED BY commits_key WHERE c.sha_key = v.column16 AND c.repo_id = v.column1 AND c.sha = v.column2)",
+    );
     let sql: Arc<str> = sql.into();
     cache.lock().expect("sql cache").insert(rows, sql.clone());
     sql
@@ -228,6 +299,7 @@ pub enum PreparedInsert<'q> {
 pub fn prepare_insert<'q>(
     engine: Engine,
     repo_id: Uuid,
+    salt: KeySalt,
     commits: &[&'q NewCommit<'_>],
     now: OffsetDateTime,
 ) -> PreparedInsert<'q> {
@@ -260,7 +332,8 @@ pub fn prepare_insert<'q>(
                         .bind(c.files_changed)
                         .bind(c.is_merge)
                         .bind(c.parent_count)
-                        .bind(now.clone());
+                        .bind(now.clone())
+                        .bind(salt.key(&c.sha));
                 }
                 queries.push(q);
             }
@@ -353,22 +426,15 @@ pub async fn run_insert(tx: &mut Tx, prepared: PreparedInsert<'_>) -> Result<Sto
 pub async fn stored_at(
     tx: &mut Tx,
     repo_id: Uuid,
+    salt: KeySalt,
     commits: &[&NewCommit<'_>],
     at: OffsetDateTime,
 ) -> Result<Vec<Sha>, sqlx::Error> {
     let Tx::Sqlite(t) = tx else { return Err(sqlx::Error::Protocol("not a SQLite transaction".into())) };
-    let list = sqlx::query_scalar::<Sqlite, String>(
-        "SELECT COALESCE(group_concat(sha, ','), '') FROM commits \
-         WHERE repo_id = $1 AND sha IN (SELECT value FROM json_each($2)) AND ingested_at = $3",
-    )
-    .bind(repo_id)
-    .bind(sha_list(commits.iter().map(|c| &c.sha)))
-    .bind(SqlTime(at))
-    .fetch_one(&mut **t)
-    .await?;
-    let mut found = split_shas(&list)?;
-    found.sort_unstable();
-    Ok(found)
+    let list = sqlite_by_keys(repo_id, salt, commits.iter().map(|c| &c.sha), Some(at)).fetch_one(&mut **t).await?;
+    let mut wanted: Vec<Sha> = commits.iter().map(|c| c.sha).collect();
+    wanted.sort_unstable();
+    Ok(only_wanted(split_shas(&list)?, &wanted))
 }
 
 /// The end of a push, inside its transaction.
@@ -550,27 +616,64 @@ pub async fn list_commits(
 }
 
 pub async fn commit_by_sha(db: &Db, repo_id: Uuid, sha: &Sha) -> Result<Option<CommitRow>, sqlx::Error> {
-    let sql = format!("SELECT {COMMIT_COLUMNS} FROM commits c WHERE c.repo_id = $1 AND c.sha = $2");
-    on_db!(db, |pool| sqlx::query_as::<_, CommitRow>(sqlx::AssertSqlSafe(sql.clone()))
-        .bind(repo_id)
-        .bind(sha.as_str())
-        .fetch_optional(pool)
-        .await)
+    match db {
+        Db::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {COMMIT_COLUMNS} FROM repositories r JOIN commits c INDEXED BY commits_key ON c.sha_key = {SQLITE_KEY_OF_R} \
+                 WHERE r.id = $1 AND c.repo_id = r.id AND c.sha = $2"
+            );
+            sqlx::query_as::<_, CommitRow>(sqlx::AssertSqlSafe(sql))
+                .bind(repo_id)
+                .bind(sha.as_str())
+                .bind(sha.fold64())
+                .fetch_optional(pool)
+                .await
+        }
+        Db::Postgres(pool) => {
+            let sql = format!("SELECT {COMMIT_COLUMNS} FROM commits c WHERE c.repo_id = $1 AND c.sha = $2");
+            sqlx::query_as::<_, CommitRow>(sqlx::AssertSqlSafe(sql))
+                .bind(repo_id)
+                .bind(sha.as_str())
+                .fetch_optional(pool)
+                .await
+        }
+    }
 }
+
+/// SQLite: the `sha_key` in repository `r` of the SHA whose [`Sha::fold64`] is bound as `$3`
+/// (XOR written as `(a | b) - (a & b)`: SQLite has no operator for it).
+const SQLITE_KEY_OF_R: &str = "(($3 | r.commit_key_salt) - ($3 & r.commit_key_salt))";
 
 /// A commit with this SHA in any repository of a project the user holds a role in (the first
 /// ingested one when several repositories hold it).
 pub async fn commit_by_sha_for_user(db: &Db, user_id: Uuid, sha: &Sha) -> Result<Option<CommitRow>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COMMIT_COLUMNS} FROM commits c JOIN repositories r ON r.id = c.repo_id \
-         JOIN project_members m ON m.project_id = r.project_id AND m.user_id = $2 \
-         WHERE c.sha = $1 ORDER BY c.ingested_at, c.repo_id LIMIT 1"
-    );
-    on_db!(db, |pool| sqlx::query_as::<_, CommitRow>(sqlx::AssertSqlSafe(sql.clone()))
-        .bind(sha.as_str())
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await)
+    match db {
+        Db::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {COMMIT_COLUMNS} FROM project_members m JOIN repositories r ON r.project_id = m.project_id \
+                 JOIN commits c INDEXED BY commits_key ON c.sha_key = {SQLITE_KEY_OF_R} AND c.repo_id = r.id \
+                 WHERE m.user_id = $2 AND c.sha = $1 ORDER BY c.ingested_at, c.repo_id LIMIT 1"
+            );
+            sqlx::query_as::<_, CommitRow>(sqlx::AssertSqlSafe(sql))
+                .bind(sha.as_str())
+                .bind(user_id)
+                .bind(sha.fold64())
+                .fetch_optional(pool)
+                .await
+        }
+        Db::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {COMMIT_COLUMNS} FROM commits c JOIN repositories r ON r.id = c.repo_id \
+                 JOIN project_members m ON m.project_id = r.project_id AND m.user_id = $2 \
+                 WHERE c.sha = $1 ORDER BY c.ingested_at, c.repo_id LIMIT 1"
+            );
+            sqlx::query_as::<_, CommitRow>(sqlx::AssertSqlSafe(sql))
+                .bind(sha.as_str())
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await
+        }
+    }
 }
 
 /// The UTC day of `c.commit_date` as `YYYY-MM-DD`.

@@ -1021,22 +1021,32 @@ async fn insert_commit(
     body: Option<&str>,
 ) {
     let date = OffsetDateTime::parse(date, &Rfc3339).unwrap();
-    on_db!(&app.state.db, |pool| sqlx::query(
-        "INSERT INTO commits (repo_id, sha, author_name, author_email, committer_name, committer_email, commit_date, \
-         message_title, message_body, additions, deletions, files_changed, is_merge, parent_count, ingested_at) \
-         VALUES ($1, $2, $3, $4, $3, $4, $5, $6, $7, 1, 0, 1, false, 1, $8)"
-    )
-    .bind(repo_id)
-    .bind(sha)
-    .bind(name)
-    .bind(email)
-    .bind(date)
-    .bind(title)
-    .bind(body)
-    .bind(OffsetDateTime::now_utc())
-    .execute(pool)
-    .await
-    .map(|_| ()))
+    // These SHAs are not real ones and only the provider reads them (by repository and date): on
+    // SQLite any lookup key will do.
+    let sql = match app.state.db.engine() {
+        recap_server::db::Engine::Sqlite => {
+            "INSERT INTO commits (repo_id, sha, author_name, author_email, committer_name, committer_email, commit_date, \
+             message_title, message_body, additions, deletions, files_changed, is_merge, parent_count, ingested_at, \
+             sha_key) VALUES ($1, $2, $3, $4, $3, $4, $5, $6, $7, 1, 0, 1, false, 1, $8, 0)"
+        }
+        recap_server::db::Engine::Postgres => {
+            "INSERT INTO commits (repo_id, sha, author_name, author_email, committer_name, committer_email, commit_date, \
+             message_title, message_body, additions, deletions, files_changed, is_merge, parent_count, ingested_at) \
+             VALUES ($1, $2, $3, $4, $3, $4, $5, $6, $7, 1, 0, 1, false, 1, $8)"
+        }
+    };
+    on_db!(&app.state.db, |pool| sqlx::query(sql)
+        .bind(repo_id)
+        .bind(sha)
+        .bind(name)
+        .bind(email)
+        .bind(date)
+        .bind(title)
+        .bind(body)
+        .bind(OffsetDateTime::now_utc())
+        .execute(pool)
+        .await
+        .map(|_| ()))
     .expect("insert a commit");
 }
 

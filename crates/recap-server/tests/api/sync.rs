@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use axum::Router;
 use serde_json::{Value, json};
 
-use recap_server::db::Db;
+use recap_server::db::{Db, migrate};
 
 use crate::{
     engine_tests,
@@ -133,6 +133,8 @@ engine_tests!(
     one_invalid_commit_stores_nothing,
     a_repeated_batch_is_skipped_entirely,
     the_same_history_goes_into_two_repositories,
+    shas_sharing_a_lookup_key_are_told_apart,
+    keys_survive_a_downgrade_and_upgrade,
     dates_are_read_in_every_accepted_format,
     batch_rules,
     access_rules,
@@ -383,6 +385,86 @@ async fn the_same_history_goes_into_two_repositories(engine: Engine) {
         let out = json_of(push(&app, &f.key, project, repo, &body).await, 201).await;
         assert_eq!((out["inserted"].as_i64(), out["skipped"].as_i64()), (Some(20), Some(0)), "{repo}");
         assert_eq!(status(&app, &f.key, project, repo).await["total_commits"], 20);
+    }
+}
+
+/// SQLite finds commits by a 64-bit fold of the SHA (salted per repository): SHAs that fold alike
+/// in one repository must still be stored, deduplicated and found one by one. (PostgreSQL has
+/// no such keys; the same rules hold there.)
+async fn shas_sharing_a_lookup_key_are_told_apart(engine: Engine) {
+    let Some(app) = spawn(engine).await else { return };
+    let f = fixture(&app).await;
+    // Digits 1–16 XOR 17–32 XOR 33–40: every one of these folds to 0.
+    let same_fold: Vec<String> = ["0", "1", "2", "a", "f"].iter().map(|d| d.repeat(32) + "00000000").collect();
+    let fresh = |n: u64| format!("{n:040x}");
+    let push_shas = |shas: Vec<String>| {
+        let body = batch(shas.iter().map(|s| commit(s)).collect());
+        let (app, f) = (&app, &f);
+        async move { json_of(push(app, &f.key, &f.project, &f.repo, &body).await, 201).await }
+    };
+
+    let out = push_shas(same_fold[..2].to_vec()).await;
+    assert_eq!((out["inserted"].as_i64(), out["errors"].as_i64()), (Some(2), Some(0)), "{out}");
+    // One more on the same key, then a batch whose first and last commits are new (the quick
+    // check before the write lock finds nothing) around one already stored.
+    let out = push_shas(vec![same_fold[2].clone()]).await;
+    assert_eq!(out["inserted"], 1, "{out}");
+    let out = push_shas(vec![fresh(1), same_fold[1].clone(), same_fold[3].clone(), fresh(2)]).await;
+    let d = details(&out);
+    assert_eq!(d.iter().map(|(_, inserted, _)| *inserted).collect::<Vec<_>>(), [true, false, true, true], "{out}");
+    assert_eq!(d[1].2, "Commit already exists");
+    // All of them again: all skipped, the one never sent is new.
+    let mut all = same_fold.clone();
+    all.extend([fresh(1), fresh(2)]);
+    let out = push_shas(all).await;
+    assert_eq!((out["inserted"].as_i64(), out["skipped"].as_i64()), (Some(1), Some(6)), "{out}");
+    assert_eq!(details(&out)[4], (same_fold[4].clone(), true, Value::Null));
+    assert_eq!(status(&app, &f.key, &f.project, &f.repo).await["total_commits"], 7);
+
+    // Each is found as itself, through both read paths.
+    let token = &f.owner.access_token;
+    for sha in &same_fold {
+        let one = app.get_json(&format!("/api/v1/repos/{}/commits/{sha}", f.repo), token).await;
+        assert_eq!(one["sha"], sha.as_str());
+        let any = app.get_json(&format!("/api/v1/commits/commits/{sha}"), token).await;
+        assert_eq!(any["sha"], sha.as_str());
+    }
+    // A SHA on the same key that was never pushed is not found.
+    let absent = "3".repeat(32) + "00000000";
+    let response = app.get_as(&format!("/api/v1/repos/{}/commits/{absent}", f.repo), token).send().await.unwrap();
+    assert_envelope(response, 404, "NOT_FOUND").await;
+    // The same SHAs in another repository are that repository's own.
+    let fork = create_repo(&app, token, &f.project, "fork", "push_client").await;
+    let body = batch(same_fold.iter().map(|s| commit(s)).collect());
+    let out = json_of(push(&app, &f.key, &f.project, &fork, &body).await, 201).await;
+    assert_eq!(out["inserted"], 5, "{out}");
+}
+
+/// The last migration rebuilds SQLite's commits with keys computed in SQL: they must equal the
+/// server's, or stored commits would be stored again and not found. Down and up again keeps
+/// every commit and makes new salts, so this also shows the keys are recomputed, not kept.
+async fn keys_survive_a_downgrade_and_upgrade(engine: Engine) {
+    let Some(app) = spawn(engine).await else { return };
+    let f = fixture(&app).await;
+    let shas: Vec<String> = (0..300u64)
+        .map(|n| format!("{:016x}{:016x}{:08x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15), !n, n as u32))
+        .collect();
+    let body = batch(shas.iter().map(|s| commit(s)).collect());
+    let out = json_of(push(&app, &f.key, &f.project, &f.repo, &body).await, 201).await;
+    assert_eq!(out["inserted"], 300);
+
+    let db = &app.state.db;
+    let latest = migrate::latest_known(db).unwrap();
+    assert_eq!(migrate::downgrade(db, 1).await.unwrap(), vec![latest]);
+    migrate::upgrade(db).await.unwrap();
+    assert_eq!(migrate::current(db).await.unwrap(), Some(latest));
+
+    let again = json_of(push(&app, &f.key, &f.project, &f.repo, &body).await, 201).await;
+    assert_eq!((again["inserted"].as_i64(), again["skipped"].as_i64()), (Some(0), Some(300)), "{again}");
+    assert_eq!(status(&app, &f.key, &f.project, &f.repo).await["total_commits"], 300);
+    for sha in [&shas[0], &shas[150], &shas[299]] {
+        let one = app.get_json(&format!("/api/v1/repos/{}/commits/{sha}", f.repo), &f.owner.access_token).await;
+        assert_eq!(one["sha"], sha.as_str());
     }
 }
 
