@@ -38,6 +38,7 @@ use super::{
     model::{self, NewCommit, Sha},
     service::{self, Actor},
     store,
+    writer::write_tx,
 };
 use crate::{
     audit::{self, AuditEntry},
@@ -649,10 +650,8 @@ async fn pull(ctx: &JobContext, repo: &RepoRow, force: bool, actor: Actor) -> Re
     let remote = resolve_remote(remote_url, settings, ctx.outbound.guard()).await.map_err(PullFailure::Refused)?;
     let authorization = authorization(repo, &remote, &ctx.sealer).map_err(PullFailure::Refused)?;
 
-    let mut member = ctx.writer.join(&ctx.db).await.map_err(|e| PullFailure::Ingest(e.into()))?;
-    let marked = store::mark_syncing(member.tx(), repo.id).await;
-    member.finish(marked.is_ok()).await.map_err(|e| PullFailure::Ingest(e.into()))?;
-    marked.map_err(|e| PullFailure::Ingest(e.into()))?;
+    write_tx!(&ctx.writer, &ctx.db, |tx| store::mark_syncing(tx, repo.id).await)
+        .map_err(|e: sqlx::Error| PullFailure::Ingest(e.into()))?;
 
     let git = Git::new(settings, &remote, authorization);
     let clone = fetch(&git, repo.id, &remote).await.map_err(PullFailure::Remote)?;
@@ -686,10 +685,9 @@ async fn pull(ctx: &JobContext, repo: &RepoRow, force: bool, actor: Actor) -> Re
 
 /// Ends a sync that had nothing to ingest: `healthy`, `last_sync_at` now.
 async fn finish_without_commits(ctx: &JobContext, repo: &RepoRow) -> Result<(), PullFailure> {
-    let mut member = ctx.writer.join(&ctx.db).await.map_err(|e| PullFailure::Ingest(e.into()))?;
-    let done = store::finish_sync(member.tx(), repo.id, "healthy", None, None, ctx.writer.stamp()).await;
-    member.finish(done.is_ok()).await.map_err(|e| PullFailure::Ingest(e.into()))?;
-    done.map_err(|e| PullFailure::Ingest(e.into()))
+    let now = ctx.writer.stamp();
+    write_tx!(&ctx.writer, &ctx.db, |tx| store::finish_sync(tx, repo.id, "healthy", None, None, now).await)
+        .map_err(|e: sqlx::Error| PullFailure::Ingest(e.into()))
 }
 
 /// The scheduler's job: enqueue a [`PullSync`] for every pull repository that is due.

@@ -10,6 +10,7 @@ use super::{
     Writer,
     model::{self, CommitResultOut, NewCommit, Sha, SyncCommitsOut, SyncStatusOut},
     store::{self, CommitFilter, CommitRow, KeySalt, Stored},
+    writer::write_tx,
 };
 use crate::{
     audit::{self, AuditEntry},
@@ -90,10 +91,7 @@ pub async fn ingest(
     actor: Actor,
     client_version: Option<&str>,
 ) -> ApiResult<SyncCommitsOut> {
-    let mut member = writer.join(db).await?;
-    let marked = store::mark_syncing(member.tx(), repo.id).await;
-    member.finish(marked.is_ok()).await?;
-    marked?;
+    write_tx!(writer, db, |tx| store::mark_syncing(tx, repo.id).await)?;
     match ingest_batch(db, writer, repo, commits, actor, client_version).await {
         Ok(out) => Ok(out),
         Err(e) => {
@@ -114,9 +112,7 @@ pub(crate) async fn record_failure(
     actor: Actor,
     attempted_at: Option<OffsetDateTime>,
 ) -> Result<(), sqlx::Error> {
-    let mut member = writer.join(db).await?;
-    let tx = member.tx();
-    let recorded = async {
+    write_tx!(writer, db, |tx| async {
         store::mark_failed(tx, repo_id, message, attempted_at).await?;
         audit::record(
             tx,
@@ -126,9 +122,7 @@ pub(crate) async fn record_failure(
         )
         .await
     }
-    .await;
-    member.finish(recorded.is_ok()).await?;
-    recorded
+    .await)
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -171,13 +165,14 @@ async fn ingest_batch(
     let to_insert: Vec<&NewCommit<'_>> =
         commits.iter().filter(|c| present.is_empty() || present.binary_search(&c.sha).is_err()).collect();
     let now = writer.stamp();
-    let prepared = cpu_bound(|| store::prepare_insert(db.engine(), repo.id, salt, &to_insert, now));
+    let mut prepared = Some(cpu_bound(|| store::prepare_insert(db.engine(), repo.id, salt, &to_insert, now)));
 
-    let mut member = writer.join(db).await?;
-    let written =
-        write_batch(member.tx(), repo, salt, commits, &present, &to_insert, prepared, now, actor, client_version).await;
-    member.finish(written.is_ok()).await?;
-    written
+    write_tx!(writer, db, |tx| {
+        // Encoded again only when the write runs again (see `write_tx!`).
+        let prepared =
+            prepared.take().unwrap_or_else(|| store::prepare_insert(db.engine(), repo.id, salt, &to_insert, now));
+        write_batch(tx, repo, salt, commits, &present, &to_insert, prepared, now, actor, client_version).await
+    })
 }
 
 /// The transaction of [`ingest_batch`]: insert, details in request order, repository state,
@@ -197,15 +192,9 @@ async fn write_batch(
 ) -> Result<SyncCommitsOut, sqlx::Error> {
     // `None`: every attempted commit was stored (the usual case, no lookup per commit); otherwise
     // the sorted SHAs this call stored (a concurrent push stored the others first).
-    let stored: Option<Vec<Sha>> = match store::run_insert(tx, prepared).await? {
-        Stored::Shas(shas) if shas.len() == to_insert.len() => None,
-        Stored::Shas(mut shas) => {
-            shas.sort_unstable();
-            Some(shas)
-        }
-        Stored::Count(n) if n as usize == to_insert.len() => None,
-        // Rows of this call carry its unique ingestion time.
-        Stored::Count(_) => Some(store::stored_at(tx, repo.id, salt, to_insert, now).await?),
+    let stored = match store::insert_absent(tx, prepared, repo.id, salt, to_insert, now).await? {
+        Stored::All => None,
+        Stored::Only(shas) => Some(shas),
     };
 
     let mut details = Vec::with_capacity(commits.len());

@@ -165,7 +165,7 @@ pub async fn existing_shas(
 ) -> Result<Vec<Sha>, sqlx::Error> {
     let mut found = match db {
         Db::Sqlite(pool) => {
-            let list = sqlite_by_keys(repo_id, salt, commits.iter().map(|c| &c.sha), None).fetch_one(pool).await?;
+            let list = sqlite_by_keys(repo_id, salt, commits.iter().map(|c| &c.sha)).fetch_one(pool).await?;
             let mut wanted: Vec<Sha> = commits.iter().map(|c| c.sha).collect();
             wanted.sort_unstable();
             only_wanted(split_shas(&list)?, &wanted)
@@ -183,16 +183,14 @@ pub async fn existing_shas(
     Ok(found)
 }
 
-/// The SHAs stored in the repository under the keys of `shas` (optionally: only those ingested
-/// at `ingested_at`), as one comma-separated string. The keys go in as one JSON array and the
-/// SHAs come back as one string: rows cross from SQLite's thread one message each, which would
-/// cost more than the lookups. A key may also find another SHA that shares it: callers keep only
-/// the SHAs they asked for ([`only_wanted`]).
+/// The SHAs stored in the repository under the keys of `shas`, as one comma-separated string.
+/// The keys go in as one JSON array and the SHAs come back as one string: rows cross from
+/// SQLite's thread one message each, which would cost more than the lookups. A key may also find
+/// another SHA that shares it: callers keep only the SHAs they asked for ([`only_wanted`]).
 fn sqlite_by_keys<'q, 's>(
     repo_id: Uuid,
     salt: KeySalt,
     shas: impl ExactSizeIterator<Item = &'s Sha>,
-    ingested_at: Option<OffsetDateTime>,
 ) -> QueryScalar<'q, Sqlite, String, SqliteArguments> {
     let mut keys = String::with_capacity(shas.len() * 21 + 2);
     keys.push('[');
@@ -203,19 +201,12 @@ fn sqlite_by_keys<'q, 's>(
         keys.push_str(&salt.key(sha).to_string());
     }
     keys.push(']');
-    let query = sqlx::query_scalar::<Sqlite, String>(if ingested_at.is_some() {
+    sqlx::query_scalar::<Sqlite, String>(
         "SELECT COALESCE(group_concat(sha, ','), '') FROM commits INDEXED BY commits_key \
-         WHERE sha_key IN (SELECT value FROM json_each($2)) AND repo_id = $1 AND ingested_at = $3"
-    } else {
-        "SELECT COALESCE(group_concat(sha, ','), '') FROM commits INDEXED BY commits_key \
-         WHERE sha_key IN (SELECT value FROM json_each($2)) AND repo_id = $1"
-    })
+         WHERE sha_key IN (SELECT value FROM json_each($2)) AND repo_id = $1",
+    )
     .bind(repo_id)
-    .bind(keys);
-    match ingested_at {
-        Some(at) => query.bind(SqlTime(at)),
-        None => query,
-    }
+    .bind(keys)
 }
 
 /// `found`, sorted, without the SHAs not in `wanted` (sorted).
@@ -243,10 +234,8 @@ const SQLITE_CHUNKS: [usize; 5] = [1000, 200, 50, 10, 1];
 const SQLITE_VALUES_PER_ROW: usize = 16;
 
 /// The SQLite insert of `rows` rows, 16 values per row (the columns of
-/// [`SQLITE_INSERT_COLUMNS`], in order), without `RETURNING` (see [`Stored`]). It skips the
-/// commits the repository holds: there is no unique index to conflict with (see the module docs),
-/// and the statement runs under SQLite's one write lock, so nothing can store one meanwhile. (A
-/// batch never holds a SHA twice: validation refuses it.) Built once per size and shared.
+/// [`SQLITE_INSERT_COLUMNS`], in order). A plain insert: there is no unique index to conflict
+/// with (see the module docs); [`insert_absent`] checks first. Built once per size and shared.
 ///
 /// The placeholders are anonymous (`?`): SQLite looks a numbered or named parameter up in a
 /// linear list, which makes binding thousands of them quadratic (about a second per 1000 rows).
@@ -259,7 +248,7 @@ fn sqlite_insert_sql(rows: usize) -> Arc<str> {
     let mut sql = String::with_capacity(200 + rows * 100);
     sql.push_str("INSERT INTO commits (");
     sql.push_str(SQLITE_INSERT_COLUMNS);
-    sql.push_str(") SELECT * FROM (VALUES ");
+    sql.push_str(") VALUES ");
     for row in 0..rows {
         if row > 0 {
             sql.push(',');
@@ -270,11 +259,6 @@ fn sqlite_insert_sql(rows: usize) -> Arc<str> {
         }
         sql.push(')');
     }
-    // `columnN` are the VALUES' columns: 1 repo_id, 2 sha, 16 sha_key.
-    sql.push_str(
-        ") AS v WHERE NOT EXISTS \
-         (SELECT 1 FROM commits c INDEXED BY commits_key WHERE c.sha_key = v.column16 AND c.repo_id = v.column1 AND c.sha = v.column2)",
-    );
     let sql: Arc<str> = sql.into();
     cache.lock().expect("sql cache").insert(rows, sql.clone());
     sql
@@ -395,46 +379,65 @@ pub fn prepare_insert<'q>(
     }
 }
 
-/// What an insert stored.
+/// What [`insert_absent`] stored.
 #[derive(Debug)]
 pub enum Stored {
-    /// PostgreSQL: the SHAs stored (`RETURNING`; concurrent transactions may store some first).
-    Shas(Vec<Sha>),
-    /// SQLite: how many rows were stored. The writer holds the only write lock, so a count equal
-    /// to the rows attempted means all of them; anything else is resolved by the caller.
-    Count(u64),
+    /// Every commit it was given (the usual case).
+    All,
+    /// Only these, sorted: the repository held the others (a concurrent push stored them first).
+    Only(Vec<Sha>),
 }
 
-/// Runs a prepared insert.
-pub async fn run_insert(tx: &mut Tx, prepared: PreparedInsert<'_>) -> Result<Stored, sqlx::Error> {
-    match (tx, prepared) {
-        (Tx::Sqlite(_), PreparedInsert::Empty) => Ok(Stored::Count(0)),
-        (Tx::Postgres(_), PreparedInsert::Empty) => Ok(Stored::Shas(Vec::new())),
-        (Tx::Sqlite(t), PreparedInsert::Sqlite(queries)) => {
-            let mut stored = 0;
-            for q in queries {
-                stored += q.execute(&mut **t).await?.rows_affected();
-            }
-            Ok(Stored::Count(stored))
-        }
-        (Tx::Postgres(t), PreparedInsert::Postgres(q)) => q.fetch_all(&mut **t).await.map(Stored::Shas),
-        _ => Err(sqlx::Error::Protocol("an insert prepared for the other engine".into())),
-    }
-}
-
-/// Which of `commits` were stored at `at` (a SQLite writer's unique ingestion time), sorted.
-pub async fn stored_at(
+/// Stores those of `commits` (the rows of `prepared`) the repository does not hold yet.
+///
+/// PostgreSQL: insert-if-absent on the unique `(repo_id, sha)`, `RETURNING` what it stored.
+/// SQLite: under the write lock nothing else can store a commit, so the keys are checked first
+/// and the rows go in with a plain insert (an insert that also checked would copy every row into
+/// a temporary table first, since it reads the table it writes); in the rare case that some are
+/// held, the insert is prepared again without them.
+pub async fn insert_absent<'q>(
     tx: &mut Tx,
+    prepared: PreparedInsert<'q>,
     repo_id: Uuid,
     salt: KeySalt,
-    commits: &[&NewCommit<'_>],
-    at: OffsetDateTime,
-) -> Result<Vec<Sha>, sqlx::Error> {
-    let Tx::Sqlite(t) = tx else { return Err(sqlx::Error::Protocol("not a SQLite transaction".into())) };
-    let list = sqlite_by_keys(repo_id, salt, commits.iter().map(|c| &c.sha), Some(at)).fetch_one(&mut **t).await?;
-    let mut wanted: Vec<Sha> = commits.iter().map(|c| c.sha).collect();
-    wanted.sort_unstable();
-    Ok(only_wanted(split_shas(&list)?, &wanted))
+    commits: &[&'q NewCommit<'_>],
+    now: OffsetDateTime,
+) -> Result<Stored, sqlx::Error> {
+    match (tx, prepared) {
+        (_, PreparedInsert::Empty) => Ok(Stored::All),
+        (Tx::Sqlite(t), PreparedInsert::Sqlite(queries)) => {
+            let list = sqlite_by_keys(repo_id, salt, commits.iter().map(|c| &c.sha)).fetch_one(&mut **t).await?;
+            let mut wanted: Vec<Sha> = commits.iter().map(|c| c.sha).collect();
+            wanted.sort_unstable();
+            let held = only_wanted(split_shas(&list)?, &wanted);
+            if held.is_empty() {
+                for q in queries {
+                    q.execute(&mut **t).await?;
+                }
+                return Ok(Stored::All);
+            }
+            drop(queries);
+            let rest: Vec<&NewCommit<'_>> =
+                commits.iter().copied().filter(|c| held.binary_search(&c.sha).is_err()).collect();
+            if let PreparedInsert::Sqlite(queries) = prepare_insert(Engine::Sqlite, repo_id, salt, &rest, now) {
+                for q in queries {
+                    q.execute(&mut **t).await?;
+                }
+            }
+            let mut stored: Vec<Sha> = rest.iter().map(|c| c.sha).collect();
+            stored.sort_unstable();
+            Ok(Stored::Only(stored))
+        }
+        (Tx::Postgres(t), PreparedInsert::Postgres(q)) => {
+            let mut stored = q.fetch_all(&mut **t).await?;
+            if stored.len() == commits.len() {
+                return Ok(Stored::All);
+            }
+            stored.sort_unstable();
+            Ok(Stored::Only(stored))
+        }
+        _ => Err(sqlx::Error::Protocol("an insert prepared for the other engine".into())),
+    }
 }
 
 /// The end of a push, inside its transaction.
