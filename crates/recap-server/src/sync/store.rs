@@ -2,7 +2,7 @@
 //!
 //! Commit dates are compared in SQL, so they are bound through [`SqlTime`]: fixed-width UTC text
 //! on SQLite (text order is time order), `timestamptz` on PostgreSQL. The bulk insert is written
-//! per engine: multi-row `VALUES` with numbered parameters on SQLite (chunks of a few fixed sizes,
+//! per engine: multi-row `VALUES` on SQLite (chunks of a few fixed sizes,
 //! so each connection caches a handful of prepared statements), one `UNNEST` of column arrays on
 //! PostgreSQL (one statement whatever the batch size). Both insert-if-absent on `(repo_id, sha)`.
 //!
@@ -166,9 +166,7 @@ pub async fn existing_shas(
     let mut found = match db {
         Db::Sqlite(pool) => {
             let list = sqlite_by_keys(repo_id, salt, commits.iter().map(|c| &c.sha)).fetch_one(pool).await?;
-            let mut wanted: Vec<Sha> = commits.iter().map(|c| c.sha).collect();
-            wanted.sort_unstable();
-            only_wanted(split_shas(&list)?, &wanted)
+            held_of(&list, commits.iter().map(|c| c.sha))?
         }
         Db::Postgres(pool) => {
             let shas: Vec<&str> = commits.iter().map(|c| c.sha.as_str()).collect();
@@ -186,7 +184,7 @@ pub async fn existing_shas(
 /// The SHAs stored in the repository under the keys of `shas`, as one comma-separated string.
 /// The keys go in as one JSON array and the SHAs come back as one string: rows cross from
 /// SQLite's thread one message each, which would cost more than the lookups. A key may also find
-/// another SHA that shares it: callers keep only the SHAs they asked for ([`only_wanted`]).
+/// another SHA that shares it: callers keep only the SHAs they asked for ([`held_of`]).
 fn sqlite_by_keys<'q, 's>(
     repo_id: Uuid,
     salt: KeySalt,
@@ -209,11 +207,14 @@ fn sqlite_by_keys<'q, 's>(
     .bind(keys)
 }
 
-/// `found`, sorted, without the SHAs not in `wanted` (sorted).
-fn only_wanted(mut found: Vec<Sha>, wanted: &[Sha]) -> Vec<Sha> {
-    found.retain(|sha| wanted.binary_search(sha).is_ok());
-    found.sort_unstable();
-    found
+/// Of the SHAs [`sqlite_by_keys`] found (`list`), those asked for, sorted.
+fn held_of(list: &str, asked: impl Iterator<Item = Sha>) -> Result<Vec<Sha>, sqlx::Error> {
+    let mut asked: Vec<Sha> = asked.collect();
+    asked.sort_unstable();
+    let mut held = split_shas(list)?;
+    held.retain(|sha| asked.binary_search(sha).is_ok());
+    held.sort_unstable();
+    Ok(held)
 }
 
 fn split_shas(list: &str) -> Result<Vec<Sha>, sqlx::Error> {
@@ -228,7 +229,7 @@ const SQLITE_INSERT_COLUMNS: &str = "repo_id, sha, author_name, author_email, co
      sha_key";
 
 /// Rows per SQLite statement. A batch is cut greedily into these sizes, so a connection never
-/// caches more than this many insert statements; 1000 rows × 15 values stays far below SQLite's
+/// caches more than this many insert statements; 1000 rows × 16 values stays far below SQLite's
 /// 32766 bind parameters.
 const SQLITE_CHUNKS: [usize; 5] = [1000, 200, 50, 10, 1];
 const SQLITE_VALUES_PER_ROW: usize = 16;
@@ -407,9 +408,7 @@ pub async fn insert_absent<'q>(
         (_, PreparedInsert::Empty) => Ok(Stored::All),
         (Tx::Sqlite(t), PreparedInsert::Sqlite(queries)) => {
             let list = sqlite_by_keys(repo_id, salt, commits.iter().map(|c| &c.sha)).fetch_one(&mut **t).await?;
-            let mut wanted: Vec<Sha> = commits.iter().map(|c| c.sha).collect();
-            wanted.sort_unstable();
-            let held = only_wanted(split_shas(&list)?, &wanted);
+            let held = held_of(&list, commits.iter().map(|c| c.sha))?;
             if held.is_empty() {
                 for q in queries {
                     q.execute(&mut **t).await?;
