@@ -20,6 +20,7 @@ use crate::{
     },
     projects::access::{ProjectRole, require_project},
     state::AppState,
+    sync::writer::write_tx,
     time::rfc3339,
 };
 
@@ -68,7 +69,9 @@ async fn read_scoring(state: &AppState, caller: &CurrentUser, project_id: &str) 
 }
 
 /// Changing coefficients rebuilds the project's totals in the same transaction, so no board
-/// ever mixes old and new scoring.
+/// ever mixes old and new scoring. That takes seconds for a million commits: on SQLite it waits
+/// its turn in the ingest writer's queue (and pushes wait behind it) rather than hold the write
+/// lock from another connection, which made concurrent pushes fail after the lock timeout.
 async fn write_scoring(
     state: &AppState,
     caller: &CurrentUser,
@@ -77,16 +80,19 @@ async fn write_scoring(
 ) -> ApiResult<axum::Json<ScoringOut>> {
     let (project, _) = require_project(&state.db, project_id, caller.user.id, ProjectRole::Maintainer).await?;
     input.scoring_coefficients.validate()?;
-    let mut tx = state.db.begin().await?;
-    store::put_scoring(&mut tx, project.id, &input.scoring_coefficients).await?;
-    stats::recompute(&mut tx, project.id).await?;
-    audit::record(
-        &mut tx,
-        AuditEntry::new("update_project_config", Some(caller.user.id), Some(caller.ip))
-            .resource("project_config", project.id),
-    )
-    .await?;
-    tx.commit().await?;
+    let coefficients = &input.scoring_coefficients;
+    write_tx!(&state.sync.writer, &state.db, |tx| async {
+        stats::lock_for_rescoring(tx, project.id).await?;
+        store::put_scoring(tx, project.id, coefficients).await?;
+        stats::recompute(tx, project.id).await?;
+        audit::record(
+            tx,
+            AuditEntry::new("update_project_config", Some(caller.user.id), Some(caller.ip))
+                .resource("project_config", project.id),
+        )
+        .await
+    }
+    .await)?;
     read_scoring(state, caller, project_id).await
 }
 

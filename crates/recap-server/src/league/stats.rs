@@ -52,7 +52,18 @@ impl DayTotals {
     }
 }
 
+/// The project's coefficients, for a write that adds or subtracts metrics computed with them.
+/// On PostgreSQL it holds the project's scoring lock shared until the transaction ends, so such
+/// a write and a coefficient change ([`lock_for_rescoring`]) never overlap: a push racing a
+/// change would otherwise add its commits with the old coefficients to rollups just rebuilt with
+/// the new ones. (On SQLite these writes all go through the one ingest writer.)
 pub async fn coefficients(tx: &mut Tx, project_id: Uuid) -> Result<Coefficients, sqlx::Error> {
+    if let Tx::Postgres(t) = tx {
+        sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtext('recap.scoring'), hashtext($1::text))")
+            .bind(project_id)
+            .execute(&mut **t)
+            .await?;
+    }
     let stored: Option<Json<Coefficients>> =
         on_tx!(tx, |conn| sqlx::query_scalar("SELECT coefficients FROM scoring_configs WHERE project_id = $1")
             .bind(project_id)
@@ -310,6 +321,18 @@ async fn sum_commits(
         Ok::<(), sqlx::Error>(())
     })?;
     Ok(totals)
+}
+
+/// Takes the project's scoring lock exclusively (PostgreSQL; see [`coefficients`]) before its
+/// coefficients change.
+pub async fn lock_for_rescoring(tx: &mut Tx, project_id: Uuid) -> Result<(), sqlx::Error> {
+    if let Tx::Postgres(t) = tx {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('recap.scoring'), hashtext($1::text))")
+            .bind(project_id)
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Rebuilds a project's totals from its commits (after a coefficient change). Streams the

@@ -19,6 +19,7 @@ use crate::{
         pagination::{Page, PageParams},
     },
     state::AppState,
+    sync::writer::write_tx,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -258,7 +259,8 @@ async fn patch_repo(
     Ok(axum::Json(RepoOut::from(&updated)))
 }
 
-/// Delete a repository and its commits (owner or maintainer).
+/// Delete a repository and its commits (owner or maintainer). Through the ingest writer (see
+/// `write_scoring`): a large repository takes a while to subtract and delete.
 #[utoipa::path(delete, path = "/api/v1/repos/{repo_id}", tag = "repositories", security(("bearer" = [])), params(("repo_id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn delete_repo(
@@ -267,18 +269,19 @@ async fn delete_repo(
     Path(repo_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (repo, _) = require_repo(&state.db, &repo_id, caller.user.id, ProjectRole::Maintainer).await?;
-    let mut tx = state.db.begin().await?;
-    // Its commits leave the project's leaderboards with it.
-    crate::league::stats::remove_repository(&mut tx, repo.project_id, repo.id).await?;
-    store::delete_repo(&mut tx, repo.id).await?;
-    audit::record(
-        &mut tx,
-        AuditEntry::new("delete_repository", Some(caller.user.id), Some(caller.ip))
-            .resource("repository", repo.id)
-            .details(format!("Deleted repository '{}'", repo.name)),
-    )
-    .await?;
-    tx.commit().await?;
+    write_tx!(&state.sync.writer, &state.db, |tx| async {
+        // Its commits leave the project's leaderboards with it.
+        crate::league::stats::remove_repository(tx, repo.project_id, repo.id).await?;
+        store::delete_repo(tx, repo.id).await?;
+        audit::record(
+            tx,
+            AuditEntry::new("delete_repository", Some(caller.user.id), Some(caller.ip))
+                .resource("repository", repo.id)
+                .details(format!("Deleted repository '{}'", repo.name)),
+        )
+        .await
+    }
+    .await)?;
     crate::sync::pull::forget_cache(&state.settings.sync.pull, repo.id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,6 +17,7 @@ use crate::{
         pagination::{Page, PageParams},
     },
     state::AppState,
+    sync::writer::write_tx,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -131,7 +132,8 @@ async fn patch_project(
     Ok(axum::Json(ProjectOut::new(&project, role.as_str())))
 }
 
-/// Delete a project with its repositories and commits (owner).
+/// Delete a project with its repositories and commits (owner). Through the ingest writer, like
+/// every long write that touches commits (see `league::routes::write_scoring`).
 #[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn delete_project(
@@ -140,16 +142,17 @@ async fn delete_project(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (project, _) = require_project(&state.db, &id, caller.user.id, ProjectRole::Owner).await?;
-    let mut tx = state.db.begin().await?;
-    store::delete_project(&mut tx, project.id).await?;
-    audit::record(
-        &mut tx,
-        AuditEntry::new("delete_project", Some(caller.user.id), Some(caller.ip))
-            .resource("project", project.id)
-            .details(format!("Deleted project '{}'", project.name)),
-    )
-    .await?;
-    tx.commit().await?;
+    write_tx!(&state.sync.writer, &state.db, |tx| async {
+        store::delete_project(tx, project.id).await?;
+        audit::record(
+            tx,
+            AuditEntry::new("delete_project", Some(caller.user.id), Some(caller.ip))
+                .resource("project", project.id)
+                .details(format!("Deleted project '{}'", project.name)),
+        )
+        .await
+    }
+    .await)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -157,7 +157,11 @@ fn check_board(board: &Value, want: &BTreeMap<String, Expected>, key_of: impl Fn
     }
 }
 
-engine_tests!(leaderboard_equals_a_direct_computation, scoring_and_identities_rules);
+engine_tests!(
+    leaderboard_equals_a_direct_computation,
+    a_scoring_change_during_pushes_counts_every_commit_once_with_the_new_coefficients,
+    scoring_and_identities_rules
+);
 
 async fn leaderboard_equals_a_direct_computation(engine: Engine) {
     let Some(app) = spawn(engine).await else { return };
@@ -358,6 +362,46 @@ async fn leaderboard_equals_a_direct_computation(engine: Engine) {
         let board: Value = app.get_json(&path, &s.owner.access_token).await;
         assert_eq!((board["total"].as_i64(), board["items"].as_array().map(Vec::len)), (Some(0), Some(0)), "{board}");
     }
+}
+
+/// Pushes running while the coefficients change: none fails, and afterwards every commit counts
+/// once, scored with the new coefficients (a push must not add old-coefficient metrics to rollups
+/// the change has just rebuilt, nor be left out of the rebuild).
+async fn a_scoring_change_during_pushes_counts_every_commit_once_with_the_new_coefficients(engine: Engine) {
+    let Some(app) = spawn(engine).await else { return };
+    let s = setup(&app).await;
+    let commits = history(600);
+    push(&app, &s, &commits[..200]).await;
+
+    let coefficients = Coefficients { commit_base: 7, fix_bonus: 9, ..Coefficients::default() };
+    let mut pushes = Vec::new();
+    for batch in commits[200..].chunks(50) {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/api/v1/sync/projects/{}/repos/{}/commits", s.project_id, s.repo_id)),
+            s.owner.access_token.clone(),
+        );
+        let body = json!({ "commits": batch });
+        pushes.push(tokio::spawn(async move { client.post(url).bearer_auth(token).json(&body).send().await.unwrap() }));
+    }
+    let response = app
+        .client
+        .put(app.url(&format!("/api/v1/projects/{}/scoring", s.project_id)))
+        .bearer_auth(&s.owner.access_token)
+        .json(&json!({"scoring_coefficients": coefficients}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    for task in pushes {
+        let response = task.await.unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+
+    let board_path = format!("/api/v1/projects/{}/leaderboard?period=all&metric=impact&size=100", s.project_id);
+    let board = app.get_json(&board_path, &s.owner.access_token).await;
+    let not_bot = |email: &str| (!email.contains("[bot]")).then(|| email.to_owned());
+    check_board(&board, &expected(&commits, &coefficients, not_bot), |i| i["email"].as_str().unwrap().to_owned());
 }
 
 async fn scoring_and_identities_rules(engine: Engine) {
