@@ -8,8 +8,8 @@
 --
 -- `sha_key` is the SHA folded to 64 bits XOR the repository's secret random salt. The index on it
 -- is not unique: a key only narrows the search, every lookup also compares the repository and the
--- full SHA, and the insert skips commits the repository holds (NOT EXISTS under the write lock;
--- SQLite has one writer at a time), so two SHAs sharing a key are both stored. The salt keeps a
+-- full SHA, and the ingest writer looks a batch's keys up under the write lock before it inserts
+-- (SQLite has one writer at a time), so two SHAs sharing a key are both stored. The salt keeps a
 -- fork's commits (same SHAs, another repository) on other keys and makes keys unpredictable, so
 -- nobody can pile up commits on the keys of another repository's commits to slow it down.
 
