@@ -160,6 +160,7 @@ fn check_board(board: &Value, want: &BTreeMap<String, Expected>, key_of: impl Fn
 engine_tests!(
     leaderboard_equals_a_direct_computation,
     a_scoring_change_during_pushes_counts_every_commit_once_with_the_new_coefficients,
+    rebuilds_and_deletions_read_large_repositories_whole,
     scoring_and_identities_rules
 );
 
@@ -402,6 +403,61 @@ async fn a_scoring_change_during_pushes_counts_every_commit_once_with_the_new_co
     let board = app.get_json(&board_path, &s.owner.access_token).await;
     let not_bot = |email: &str| (!email.contains("[bot]")).then(|| email.to_owned());
     check_board(&board, &expected(&commits, &coefficients, not_bot), |i| i["email"].as_str().unwrap().to_owned());
+}
+
+/// A rebuild and a repository deletion read a repository's commits in pages on SQLite (10,000
+/// commits each, in commit date order): with more commits than a page, many of them at the very
+/// same time across a page boundary, every commit counts once.
+async fn rebuilds_and_deletions_read_large_repositories_whole(engine: Engine) {
+    let Some(app) = spawn(engine).await else { return };
+    let s = setup(&app).await;
+    let commits: Vec<Value> = history(10_500)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            // Three instants only: thousands of commits share each one.
+            c["commit_date"] = json!(format!("2026-02-0{}T10:00:00Z", 1 + i % 3));
+            c
+        })
+        .collect();
+    let url = app.url(&format!("/api/v1/sync/projects/{}/repos/{}/commits", s.project_id, s.repo_id));
+    for batch in commits.chunks(1000) {
+        let response = app
+            .client
+            .post(&url)
+            .bearer_auth(&s.owner.access_token)
+            .json(&json!({"commits": batch}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+    let coefficients = Coefficients { commit_base: 4, ..Coefficients::default() };
+    let response = app
+        .client
+        .put(app.url(&format!("/api/v1/projects/{}/scoring", s.project_id)))
+        .bearer_auth(&s.owner.access_token)
+        .json(&json!({"scoring_coefficients": coefficients}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let board_path = format!("/api/v1/projects/{}/leaderboard?period=all&metric=impact&size=100", s.project_id);
+    let not_bot = |email: &str| (!email.contains("[bot]")).then(|| email.to_owned());
+    let board = app.get_json(&board_path, &s.owner.access_token).await;
+    check_board(&board, &expected(&commits, &coefficients, not_bot), |i| i["email"].as_str().unwrap().to_owned());
+
+    // Deleting the repository takes every one of its commits off the board.
+    let response = app
+        .client
+        .delete(app.url(&format!("/api/v1/repos/{}", s.repo_id)))
+        .bearer_auth(&s.owner.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let board = app.get_json(&board_path, &s.owner.access_token).await;
+    assert_eq!(board["items"], json!([]), "{board}");
 }
 
 async fn scoring_and_identities_rules(engine: Engine) {
