@@ -81,7 +81,7 @@ async fn write_scoring(
     let (project, _) = require_project(&state.db, project_id, caller.user.id, ProjectRole::Maintainer).await?;
     input.scoring_coefficients.validate()?;
     let coefficients = &input.scoring_coefficients;
-    write_tx!(&state.sync.writer, &state.db, |tx| async {
+    write_tx!(alone: &state.sync.writer, &state.db, |tx| async {
         stats::lock_for_rescoring(tx, project.id).await?;
         store::put_scoring(tx, project.id, coefficients).await?;
         stats::recompute(tx, project.id).await?;

@@ -269,7 +269,8 @@ async fn delete_repo(
     Path(repo_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (repo, _) = require_repo(&state.db, &repo_id, caller.user.id, ProjectRole::Maintainer).await?;
-    write_tx!(&state.sync.writer, &state.db, |tx| async {
+    write_tx!(alone: &state.sync.writer, &state.db, |tx| async {
+        store::lock_repositories(tx, store::RepoLock::Repository, repo.id).await?;
         // Its commits leave the project's leaderboards with it.
         crate::league::stats::remove_repository(tx, repo.project_id, repo.id).await?;
         store::delete_repo(tx, repo.id).await?;

@@ -142,7 +142,7 @@ async fn delete_project(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (project, _) = require_project(&state.db, &id, caller.user.id, ProjectRole::Owner).await?;
-    write_tx!(&state.sync.writer, &state.db, |tx| async {
+    write_tx!(alone: &state.sync.writer, &state.db, |tx| async {
         store::delete_project(tx, project.id).await?;
         audit::record(
             tx,

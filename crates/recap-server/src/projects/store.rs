@@ -171,7 +171,34 @@ pub async fn update_project(tx: &mut Tx, id: Uuid, name: &str, description: Opti
         .map(|_| ()))
 }
 
+/// PostgreSQL: locks the repository rows of a project (`project_id`) or one repository (`id`)
+/// before a deletion touches anything else. A push locks its repository's row first (the
+/// foreign key of its commits, then its status) and the league rows after; a deletion that
+/// reached the league rows first (the repository's own subtraction, the project's cascades)
+/// could otherwise wait for the push's row while the push waits for its league rows: a deadlock.
+/// SQLite has one writer at a time.
+pub async fn lock_repositories(tx: &mut Tx, column: RepoLock, id: Uuid) -> Result<(), sqlx::Error> {
+    if let Tx::Postgres(t) = tx {
+        let sql = match column {
+            RepoLock::Project => "SELECT id FROM repositories WHERE project_id = $1 ORDER BY id FOR UPDATE",
+            RepoLock::Repository => "SELECT id FROM repositories WHERE id = $1 FOR UPDATE",
+        };
+        sqlx::query(sql).bind(id).execute(&mut **t).await?;
+    }
+    Ok(())
+}
+
+/// Which repositories [`lock_repositories`] locks.
+#[derive(Debug, Clone, Copy)]
+pub enum RepoLock {
+    /// Those of a project.
+    Project,
+    /// One.
+    Repository,
+}
+
 pub async fn delete_project(tx: &mut Tx, id: Uuid) -> Result<(), sqlx::Error> {
+    lock_repositories(tx, RepoLock::Project, id).await?;
     on_tx!(tx, |conn| sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(conn).await.map(|_| ()))
 }
 

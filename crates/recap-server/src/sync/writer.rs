@@ -14,6 +14,14 @@
 //!   [`MAX_GROUP_OPEN`]); every member returns only once the group has committed. Committing a
 //!   group costs about what committing one batch does, and pages dirtied by several batches are
 //!   written once.
+//! - **Requests may be cancelled at any await** (a client disconnects, the request times out), so
+//!   nothing a group needs is left to a request's future: commits run in tasks of their own (a
+//!   member cancelled while its group commits does not lose the others their answer), a group left
+//!   open for members that never come is committed by a watchdog task after [`MAX_GROUP_OPEN`],
+//!   and the count of queued members is kept by a guard.
+//! - Long writes (rebuilding a project's scores, deleting a large repository) take a group of
+//!   their own (`write_tx!(alone: …)`): if one of them fails or is cancelled after many seconds,
+//!   it does not take other members' work with it.
 //! - **A failing member rolls its whole group back**, and the other members run their work again
 //!   in a new group ([`write_tx!`] does this, up to [`MAX_REDOS`] times). Failures are rare
 //!   (input is validated before it gets here); the alternative, a savepoint per member, made SQLite
@@ -45,15 +53,22 @@ use crate::db::{Db, Tx};
 /// transaction, on PostgreSQL in a transaction of its own. An `Err` from `work` rolls it back (on
 /// SQLite with its group, whose other members run again) and is the macro's value. `work` may
 /// run more than once: when another member of its group failed, it runs again in a new group.
+/// `write_tx!(alone: writer, db, |tx| work)` runs it in a group of its own (long writes).
 ///
 /// A macro, not a method taking an async closure: the future of a generic async closure cannot
 /// be shown to be `Send`, and the HTTP handlers run on a multi-threaded runtime.
 macro_rules! write_tx {
-    ($writer:expr, $db:expr, |$tx:ident| $work:expr) => {{
+    (alone: $writer:expr, $db:expr, |$tx:ident| $work:expr) => {
+        $crate::sync::writer::write_tx!(@run true, $writer, $db, |$tx| $work)
+    };
+    ($writer:expr, $db:expr, |$tx:ident| $work:expr) => {
+        $crate::sync::writer::write_tx!(@run false, $writer, $db, |$tx| $work)
+    };
+    (@run $alone:expr, $writer:expr, $db:expr, |$tx:ident| $work:expr) => {{
         let (writer, db): (&$crate::sync::Writer, &$crate::db::Db) = ($writer, $db);
         let mut redos = 0;
         loop {
-            let mut member = match writer.join(db).await {
+            let mut member = match writer.join(db, $alone).await {
                 Ok(member) => member,
                 Err(e) => break Err(e.into()),
             };
@@ -87,9 +102,6 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 pub const MAX_GROUP: usize = 16;
 /// Longest a group transaction stays open for more members.
 pub const MAX_GROUP_OPEN: Duration = Duration::from_millis(100);
-/// A member that waited this long for its group to commit commits it itself (in case the member
-/// that should have committed never came).
-const GROUP_WAIT: Duration = Duration::from_secs(2);
 /// How many times [`write_tx!`] runs a member's work again after other members' failures
 /// rolled its groups back.
 pub const MAX_REDOS: usize = 5;
@@ -106,8 +118,26 @@ pub struct Writer {
 struct SqliteWriter {
     pool: SqlitePool,
     group: Arc<Mutex<Group>>,
-    /// Members waiting to join (for the mutex).
-    queued: AtomicUsize,
+    /// Members waiting to join (for the mutex); see [`Queued`].
+    queued: Arc<AtomicUsize>,
+}
+
+/// A place in the queue for the group: counted while it exists, so a request cancelled while
+/// waiting does not leave a member counted forever (which would keep every later group open for
+/// members that never come).
+struct Queued(Arc<AtomicUsize>);
+
+impl Queued {
+    fn new(count: &Arc<AtomicUsize>) -> Queued {
+        count.fetch_add(1, Ordering::SeqCst);
+        Queued(count.clone())
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The open group transaction.
@@ -115,6 +145,8 @@ struct SqliteWriter {
 struct Group {
     tx: Option<Tx>,
     opened_at: Option<Instant>,
+    /// Counts ended groups, so a watchdog ends only the group it was set for.
+    generation: u64,
     /// Members waiting for the commit.
     waiting: Vec<oneshot::Sender<Outcome>>,
 }
@@ -130,22 +162,23 @@ enum Outcome {
 }
 
 impl Group {
-    /// Commits the open transaction (if any) and tells every waiting member how it went.
-    async fn commit(&mut self) -> Result<(), sqlx::Error> {
+    /// Commits the open transaction (if any) in a task of its own, which tells every waiting
+    /// member how it went: whoever asks for the commit may be cancelled, the commit is not. The
+    /// next transaction begins when the commit has given the connection back.
+    fn commit(&mut self) {
         let waiting = std::mem::take(&mut self.waiting);
         self.opened_at = None;
-        let result = match self.tx.take() {
-            Some(tx) => tx.commit().await,
-            None => Ok(()),
-        };
-        let outcome = match &result {
-            Ok(()) => Outcome::Committed,
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-        for member in waiting {
-            let _ = member.send(outcome.clone());
-        }
-        result
+        self.generation += 1;
+        let Some(tx) = self.tx.take() else { return };
+        tokio::spawn(async move {
+            let outcome = match tx.commit().await {
+                Ok(()) => Outcome::Committed,
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            for member in waiting {
+                let _ = member.send(outcome.clone());
+            }
+        });
     }
 
     /// Rolls the open transaction back (dropping it does) for a member that failed: the members
@@ -153,6 +186,7 @@ impl Group {
     fn abandon(&mut self) {
         self.tx = None;
         self.opened_at = None;
+        self.generation += 1;
         for member in std::mem::take(&mut self.waiting) {
             let _ = member.send(Outcome::RolledBack);
         }
@@ -175,7 +209,7 @@ impl Drop for Member<'_> {
 }
 
 enum MemberKind<'w> {
-    Sqlite { writer: &'w SqliteWriter, group: OwnedMutexGuard<Group> },
+    Sqlite { writer: &'w SqliteWriter, group: OwnedMutexGuard<Group>, alone: bool },
     Postgres(Tx),
 }
 
@@ -197,7 +231,7 @@ impl Writer {
                     .idle_timeout(None)
                     .max_lifetime(None)
                     .connect_lazy_with(options);
-                Some(SqliteWriter { pool, group: Arc::default(), queued: AtomicUsize::new(0) })
+                Some(SqliteWriter { pool, group: Arc::default(), queued: Arc::new(AtomicUsize::new(0)) })
             }
         };
         Writer { sqlite, stop, last_stamp: AtomicI64::new(0) }
@@ -236,19 +270,23 @@ impl Writer {
         }
     }
 
-    /// Joins a write transaction (on SQLite the open group's).
-    pub(crate) async fn join<'w>(&'w self, db: &Db) -> Result<Member<'w>, sqlx::Error> {
+    /// Joins a write transaction: on SQLite the open group's, or (`alone`) a new group after
+    /// committing the open one.
+    pub(crate) async fn join<'w>(&'w self, db: &Db, alone: bool) -> Result<Member<'w>, sqlx::Error> {
         let Some(writer) = &self.sqlite else {
             return Ok(Member { kind: Some(MemberKind::Postgres(db.begin().await?)) });
         };
-        writer.queued.fetch_add(1, Ordering::SeqCst);
+        let queued = Queued::new(&writer.queued);
         let mut group = writer.group.clone().lock_owned().await;
-        writer.queued.fetch_sub(1, Ordering::SeqCst);
+        drop(queued);
+        if alone {
+            group.commit();
+        }
         if group.tx.is_none() {
             group.tx = Some(Tx::Sqlite(Db::begin_sqlite_write(&writer.pool).await?));
             group.opened_at = Some(Instant::now());
         }
-        Ok(Member { kind: Some(MemberKind::Sqlite { writer, group }) })
+        Ok(Member { kind: Some(MemberKind::Sqlite { writer, group, alone }) })
     }
 
     pub async fn close(&self) {
@@ -260,6 +298,7 @@ impl Writer {
 }
 
 /// Why [`Member::finish`] did not commit a member's writes.
+#[derive(Debug)]
 pub(crate) enum Ended {
     /// Another member of the group failed: run the work again.
     RolledBack,
@@ -277,36 +316,36 @@ impl Member<'_> {
     /// Keeps (`ok`) or undoes this member's writes; when kept, returns once they are committed.
     /// Undoing a SQLite member undoes its group (see the module docs): `Ok` for the member itself.
     pub(crate) async fn finish(mut self, ok: bool) -> Result<(), Ended> {
-        let (writer, mut group) = match self.kind.take().expect("an unfinished member") {
+        let (writer, mut group, alone) = match self.kind.take().expect("an unfinished member") {
             MemberKind::Postgres(tx) => return if ok { tx.commit().await.map_err(Ended::Failed) } else { Ok(()) },
-            MemberKind::Sqlite { writer, group } => (writer, group),
+            MemberKind::Sqlite { writer, group, alone } => (writer, group, alone),
         };
         if !ok {
             group.abandon();
             return Ok(());
         }
-        let (tell, mut told) = oneshot::channel();
+        let (tell, told) = oneshot::channel();
         group.waiting.push(tell);
-        let commit_now = writer.queued.load(Ordering::SeqCst) == 0
+        let commit_now = alone
+            || writer.queued.load(Ordering::SeqCst) == 0
             || group.waiting.len() >= MAX_GROUP
             || group.opened_at.is_some_and(|at| at.elapsed() >= MAX_GROUP_OPEN);
         if commit_now {
-            // Every waiting member (this one included) hears the outcome.
-            let _ = group.commit().await;
+            group.commit();
+        } else {
+            // Open for the members queued now; if they never join (cancelled), the watchdog
+            // commits what is there.
+            let (generation, group_of_writer) = (group.generation, writer.group.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(MAX_GROUP_OPEN).await;
+                let mut group = group_of_writer.lock_owned().await;
+                if group.generation == generation {
+                    group.commit();
+                }
+            });
         }
         drop(group);
-        let outcome = match tokio::time::timeout(GROUP_WAIT, &mut told).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                // Whoever should have committed never did: commit the group from here (which
-                // answers `told`, unless someone else committed it meanwhile and already did).
-                let mut group = writer.group.clone().lock_owned().await;
-                let _ = group.commit().await;
-                drop(group);
-                told.await
-            }
-        };
-        match outcome {
+        match told.await {
             Ok(Outcome::Committed) => Ok(()),
             Ok(Outcome::RolledBack) => Err(Ended::RolledBack),
             Ok(Outcome::Failed(message)) => {
@@ -341,7 +380,7 @@ async fn checkpoint_periodically(pool: SqlitePool, stop: CancellationToken) {
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
-    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
     use super::*;
     use crate::on_tx;
@@ -350,17 +389,34 @@ mod tests {
         on_tx!(tx, |conn| sqlx::query("INSERT INTO t (v) VALUES ($1)").bind(value).execute(conn).await.map(|_| ()))
     }
 
-    /// A member that fails rolls its group back: the member that shared the group runs its work
-    /// again and is committed once; nothing of the failing one is kept.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failing_member_makes_its_group_run_again() {
+    /// A database with a table `t` that refuses the value 'bad', its shared pool and a writer.
+    async fn setup() -> (tempfile::TempDir, SqlitePool, Db, Arc<Writer>) {
         let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::new().filename(dir.path().join("w.db")).create_if_missing(true);
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("w.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_millis(500));
         let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
         sqlx::query("CREATE TABLE t (v TEXT NOT NULL CHECK (v <> 'bad'))").execute(&pool).await.unwrap();
         let db = Db::Sqlite(pool.clone());
         let writer = Arc::new(Writer::new(&db));
+        (dir, pool, db, writer)
+    }
 
+    async fn rows(pool: &SqlitePool) -> Vec<String> {
+        sqlx::query_scalar("SELECT v FROM t ORDER BY v").fetch_all(pool).await.unwrap()
+    }
+
+    fn queued(writer: &Writer) -> usize {
+        writer.sqlite.as_ref().unwrap().queued.load(Ordering::SeqCst)
+    }
+
+    /// A member that fails rolls its group back: the member that shared the group runs its work
+    /// again and is committed once; nothing of the failing one is kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_member_makes_its_group_run_again() {
+        let (_dir, pool, db, writer) = setup().await;
         // A writes, then waits until B queues behind it, so A leaves the group open for B.
         let runs_of_a = Arc::new(AtomicUsize::new(0));
         let a = {
@@ -370,9 +426,8 @@ mod tests {
                 write_tx!(writer, &db, |tx| async {
                     runs.fetch_add(1, Ordering::SeqCst);
                     insert(tx, "a").await?;
-                    let sqlite = writer.sqlite.as_ref().unwrap();
                     let wait = Instant::now();
-                    while sqlite.queued.load(Ordering::SeqCst) == 0 && wait.elapsed() < Duration::from_millis(500) {
+                    while queued(writer) == 0 && wait.elapsed() < Duration::from_millis(500) {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                     Ok::<_, sqlx::Error>(())
@@ -388,9 +443,110 @@ mod tests {
         assert!(b.unwrap_err().to_string().contains("CHECK constraint failed"));
         a.await.unwrap().unwrap();
         assert_eq!(runs_of_a.load(Ordering::SeqCst), 2, "A ran again after B rolled the group back");
+        assert_eq!(rows(&pool).await, ["a"]);
+        writer.close().await;
+    }
 
-        let rows: Vec<String> = sqlx::query_scalar("SELECT v FROM t").fetch_all(&pool).await.unwrap();
-        assert_eq!(rows, ["a"]);
+    /// A request cancelled while queued for the group is not counted as queued afterwards (a
+    /// later lone write would otherwise wait for it and keep its group open).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_cancelled_in_the_queue_is_not_waited_for() {
+        let (_dir, pool, db, writer) = setup().await;
+        let holder = writer.join(&db, false).await.unwrap();
+        let waiting = {
+            let (writer, db) = (writer.clone(), db.clone());
+            tokio::spawn(async move {
+                let _member = writer.join(&db, false).await;
+            })
+        };
+        while queued(&writer) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(queued(&writer), 0);
+        assert!(holder.finish(true).await.is_ok());
+
+        let start = Instant::now();
+        let solo: Result<(), sqlx::Error> = write_tx!(&*writer, &db, |tx| insert(tx, "solo").await);
+        solo.unwrap();
+        assert!(start.elapsed() < MAX_GROUP_OPEN, "a lone write commits at once: {:?}", start.elapsed());
+        assert_eq!(rows(&pool).await, ["solo"]);
+        writer.close().await;
+    }
+
+    /// A member leaves its group open for one queued behind it, which never joins (cancelled
+    /// between the two), and its own request is cancelled while it waits for the commit. The
+    /// watchdog commits the group, so SQLite's write lock is not held by nobody for ever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_left_open_by_cancelled_requests_is_committed() {
+        let (_dir, pool, db, writer) = setup().await;
+        let mut holder = writer.join(&db, false).await.unwrap();
+        insert(holder.tx(), "a").await.unwrap();
+        // Counted as queued, never joins.
+        let never_joins = Queued::new(&writer.sqlite.as_ref().unwrap().queued);
+        assert!(tokio::time::timeout(Duration::from_millis(20), holder.finish(true)).await.is_err());
+        drop(never_joins);
+
+        tokio::time::sleep(MAX_GROUP_OPEN * 3).await;
+        assert_eq!(rows(&pool).await, ["a"], "A's write was committed");
+        // The write lock is free: another connection writes.
+        sqlx::query("INSERT INTO t (v) VALUES ('other')").execute(&pool).await.unwrap();
+        writer.close().await;
+    }
+
+    /// The member that commits its group is cancelled during the commit: the others still hear
+    /// that their writes were committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committer_cancelled_mid_commit_does_not_fail_the_others() {
+        let (_dir, pool, db, writer) = setup().await;
+        let a = async {
+            let a: Result<(), sqlx::Error> = write_tx!(&*writer, &db, |tx| async {
+                insert(tx, "a").await?;
+                while queued(&writer) == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok::<_, sqlx::Error>(())
+            }
+            .await);
+            a
+        };
+        let b = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let mut member = writer.join(&db, false).await.unwrap();
+            insert(member.tx(), "b").await.unwrap();
+            // B commits the group; its request goes away before the commit is done.
+            let mut finishing = Box::pin(member.finish(true));
+            assert!(futures::poll!(finishing.as_mut()).is_pending());
+        };
+        let (a, ()) = tokio::join!(a, b);
+        a.unwrap();
+        assert_eq!(rows(&pool).await, ["a", "b"]);
+        writer.close().await;
+    }
+
+    /// A write `alone` commits the open group first and is not joined by others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_write_runs_in_a_group_of_its_own() {
+        let (_dir, pool, db, writer) = setup().await;
+        let mut first = writer.join(&db, false).await.unwrap();
+        insert(first.tx(), "a").await.unwrap();
+        // Someone is queued (the long write below), so A leaves the group open...
+        let long = {
+            let (writer, db) = (writer.clone(), db.clone());
+            tokio::spawn(async move {
+                let writer: &Writer = &writer;
+                // ... and the long write fails: A is not rolled back with it.
+                let long: Result<(), sqlx::Error> = write_tx!(alone: writer, &db, |tx| insert(tx, "bad").await);
+                long
+            })
+        };
+        while queued(&writer) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        first.finish(true).await.unwrap();
+        assert!(long.await.unwrap().is_err());
+        assert_eq!(rows(&pool).await, ["a"]);
         writer.close().await;
     }
 }
