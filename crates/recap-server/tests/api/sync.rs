@@ -443,6 +443,8 @@ async fn shas_sharing_a_lookup_key_are_told_apart(engine: Engine) {
 /// The last migration rebuilds SQLite's commits with keys computed in SQL: they must equal the
 /// server's, or stored commits would be stored again and not found. Down and up again keeps
 /// every commit and makes new salts, so this also shows the keys are recomputed, not kept.
+/// (PostgreSQL has no keys and its last migration is another one: there this only shows that
+/// going down and up again keeps the commits.)
 async fn keys_survive_a_downgrade_and_upgrade(engine: Engine) {
     let Some(app) = spawn(engine).await else { return };
     let f = fixture(&app).await;
