@@ -82,7 +82,8 @@ pub async fn push(
 /// see [`super::writer`]). Concurrent batches are safe: inserts are insert-if-absent on
 /// `(repo_id, sha)` and tell which rows they stored, so a SHA is stored once and counted as
 /// inserted by exactly one batch. If the transaction fails, the repository turns `error` with the
-/// error text (and an audit row says so) and the caller gets a 500.
+/// error text (and an audit row says so) and the caller gets a 500; if it failed because the
+/// repository was deleted meanwhile, the caller gets the 404 a later push would get.
 pub async fn ingest(
     db: &Db,
     writer: &Writer,
@@ -94,6 +95,8 @@ pub async fn ingest(
     write_tx!(writer, db, |tx| store::mark_syncing(tx, repo.id).await)?;
     match ingest_batch(db, writer, repo, commits, actor, client_version).await {
         Ok(out) => Ok(out),
+        // Deleted while this push ran (its commits then fail the foreign key): nothing to record.
+        Err(_) if projects_store::repo_by_id(db, repo.id).await?.is_none() => Err(repo_not_found()),
         Err(e) => {
             let message = e.to_string();
             if let Err(record) = record_failure(db, writer, repo.id, &message, actor, None).await {

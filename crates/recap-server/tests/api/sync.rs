@@ -135,6 +135,7 @@ engine_tests!(
     the_same_history_goes_into_two_repositories,
     shas_sharing_a_lookup_key_are_told_apart,
     keys_survive_a_downgrade_and_upgrade,
+    a_push_whose_repository_was_deleted_meanwhile_is_a_404,
     dates_are_read_in_every_accepted_format,
     batch_rules,
     access_rules,
@@ -468,6 +469,28 @@ async fn keys_survive_a_downgrade_and_upgrade(engine: Engine) {
         let one = app.get_json(&format!("/api/v1/repos/{}/commits/{sha}", f.repo), &f.owner.access_token).await;
         assert_eq!(one["sha"], sha.as_str());
     }
+}
+
+/// A push that looked its repository up before the repository was deleted: its commits can no
+/// longer be stored (foreign key), and the answer is the 404 a later push gets, not a 500.
+async fn a_push_whose_repository_was_deleted_meanwhile_is_a_404(engine: Engine) {
+    let Some(app) = spawn(engine).await else { return };
+    let f = fixture(&app).await;
+    let repo_id = uuid::Uuid::parse_str(&f.repo).unwrap();
+    let repo = recap_server::projects::store::repo_by_id(&app.state.db, repo_id).await.unwrap().unwrap();
+    let response = app.client.delete(app.url(&format!("/api/v1/repos/{}", f.repo))).bearer_auth(&f.owner.access_token);
+    assert_eq!(response.send().await.unwrap().status(), 204);
+
+    let body = batch_of(0..3).to_string();
+    let batch = recap_server::sync::model::parse_push(body.as_bytes()).unwrap();
+    let actor =
+        recap_server::sync::service::Actor { user_id: Some(uuid::Uuid::parse_str(&f.owner.id).unwrap()), ip: None };
+    let pushed =
+        recap_server::sync::service::ingest(&app.state.db, &app.state.sync.writer, &repo, &batch.commits, actor, None)
+            .await;
+    let error = pushed.expect_err("the repository is gone");
+    assert_eq!(error.status.as_u16(), 404);
+    assert_eq!(error.report.message, "Repository not found");
 }
 
 async fn dates_are_read_in_every_accepted_format(engine: Engine) {
