@@ -147,6 +147,8 @@ struct Group {
     opened_at: Option<Instant>,
     /// Counts ended groups, so a watchdog ends only the group it was set for.
     generation: u64,
+    /// Whether this group has its watchdog (one is enough).
+    watched: bool,
     /// Members waiting for the commit.
     waiting: Vec<oneshot::Sender<Outcome>>,
 }
@@ -169,6 +171,7 @@ impl Group {
         let waiting = std::mem::take(&mut self.waiting);
         self.opened_at = None;
         self.generation += 1;
+        self.watched = false;
         let Some(tx) = self.tx.take() else { return };
         tokio::spawn(async move {
             let outcome = match tx.commit().await {
@@ -187,6 +190,7 @@ impl Group {
         self.tx = None;
         self.opened_at = None;
         self.generation += 1;
+        self.watched = false;
         for member in std::mem::take(&mut self.waiting) {
             let _ = member.send(Outcome::RolledBack);
         }
@@ -332,9 +336,10 @@ impl Member<'_> {
             || group.opened_at.is_some_and(|at| at.elapsed() >= MAX_GROUP_OPEN);
         if commit_now {
             group.commit();
-        } else {
+        } else if !group.watched {
             // Open for the members queued now; if they never join (cancelled), the watchdog
             // commits what is there.
+            group.watched = true;
             let (generation, group_of_writer) = (group.generation, writer.group.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(MAX_GROUP_OPEN).await;
