@@ -1121,8 +1121,8 @@ mod tests {
         // Counting SHAs differ in the last part only, and fold apart.
         assert_eq!(fold(&format!("{:040x}", 0x1234_5678u64)), 0x1234_5678);
         assert_eq!(
-            fold("0123456789abcdef0123456789abcdef01234567"),
-            (0x0123_4567_89ab_cdefu64 ^ 0x0123_4567_89ab_cdef ^ 0x0123_4567) as i64
+            fold("0123456789abcdeffedcba987654321000112233"),
+            (0x0123_4567_89ab_cdefu64 ^ 0xfedc_ba98_7654_3210 ^ 0x0011_2233) as i64
         );
     }
 
