@@ -409,23 +409,22 @@ pub async fn insert_absent<'q>(
         (Tx::Sqlite(t), PreparedInsert::Sqlite(queries)) => {
             let list = sqlite_by_keys(repo_id, salt, commits.iter().map(|c| &c.sha)).fetch_one(&mut **t).await?;
             let held = held_of(&list, commits.iter().map(|c| c.sha))?;
-            if held.is_empty() {
-                for q in queries {
-                    q.execute(&mut **t).await?;
+            let (queries, stored) = if held.is_empty() {
+                (queries, Stored::All)
+            } else {
+                let rest: Vec<&NewCommit<'_>> =
+                    commits.iter().copied().filter(|c| held.binary_search(&c.sha).is_err()).collect();
+                let mut stored: Vec<Sha> = rest.iter().map(|c| c.sha).collect();
+                stored.sort_unstable();
+                match prepare_insert(Engine::Sqlite, repo_id, salt, &rest, now) {
+                    PreparedInsert::Sqlite(queries) => (queries, Stored::Only(stored)),
+                    _ => (Vec::new(), Stored::Only(stored)),
                 }
-                return Ok(Stored::All);
+            };
+            for q in queries {
+                q.execute(&mut **t).await?;
             }
-            drop(queries);
-            let rest: Vec<&NewCommit<'_>> =
-                commits.iter().copied().filter(|c| held.binary_search(&c.sha).is_err()).collect();
-            if let PreparedInsert::Sqlite(queries) = prepare_insert(Engine::Sqlite, repo_id, salt, &rest, now) {
-                for q in queries {
-                    q.execute(&mut **t).await?;
-                }
-            }
-            let mut stored: Vec<Sha> = rest.iter().map(|c| c.sha).collect();
-            stored.sort_unstable();
-            Ok(Stored::Only(stored))
+            Ok(stored)
         }
         (Tx::Postgres(t), PreparedInsert::Postgres(q)) => {
             let mut stored = q.fetch_all(&mut **t).await?;

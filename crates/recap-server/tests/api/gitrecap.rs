@@ -1022,20 +1022,17 @@ async fn insert_commit(
 ) {
     let date = OffsetDateTime::parse(date, &Rfc3339).unwrap();
     // These SHAs are not real ones and only the provider reads them (by repository and date): on
-    // SQLite any lookup key will do.
-    let sql = match app.state.db.engine() {
-        recap_server::db::Engine::Sqlite => {
-            "INSERT INTO commits (repo_id, sha, author_name, author_email, committer_name, committer_email, commit_date, \
-             message_title, message_body, additions, deletions, files_changed, is_merge, parent_count, ingested_at, \
-             sha_key) VALUES ($1, $2, $3, $4, $3, $4, $5, $6, $7, 1, 0, 1, false, 1, $8, 0)"
-        }
-        recap_server::db::Engine::Postgres => {
-            "INSERT INTO commits (repo_id, sha, author_name, author_email, committer_name, committer_email, commit_date, \
-             message_title, message_body, additions, deletions, files_changed, is_merge, parent_count, ingested_at) \
-             VALUES ($1, $2, $3, $4, $3, $4, $5, $6, $7, 1, 0, 1, false, 1, $8)"
-        }
+    // SQLite, whose commits also carry a lookup key, any key will do.
+    let (key_column, key) = match app.state.db.engine() {
+        recap_server::db::Engine::Sqlite => (", sha_key", ", 0"),
+        recap_server::db::Engine::Postgres => ("", ""),
     };
-    on_db!(&app.state.db, |pool| sqlx::query(sql)
+    let sql = format!(
+        "INSERT INTO commits (repo_id, sha, author_name, author_email, committer_name, committer_email, commit_date, \
+         message_title, message_body, additions, deletions, files_changed, is_merge, parent_count, ingested_at\
+         {key_column}) VALUES ($1, $2, $3, $4, $3, $4, $5, $6, $7, 1, 0, 1, false, 1, $8{key})"
+    );
+    on_db!(&app.state.db, |pool| sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
         .bind(repo_id)
         .bind(sha)
         .bind(name)
